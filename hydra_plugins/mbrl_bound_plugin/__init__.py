@@ -1,0 +1,1 @@
+"""mbrl-bound Hydra plugins (discovered through the ``hydra_plugins`` namespace)."""

@@ -1,0 +1,3 @@
+from mbrl_bound_plugin.cli import main
+
+main()
