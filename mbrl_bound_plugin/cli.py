@@ -25,6 +25,7 @@ from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_bound_conf_dir,
     mbrl_examples_conf_dir,
 )
+from mbrl_bound_plugin.agent import NumericalError
 from mbrl_bound_plugin.envs import UsageError, make_env
 
 PROG = "mbrl-bound"
@@ -100,15 +101,14 @@ def preflight(argv: Sequence[str]) -> None:
         UsageError: an unknown config group choice or a non-writable output directory.
     """
     values = dict(kv for kv in map(_split_override, argv) if kv is not None)
+    extra_search_path = any(k.startswith("hydra.searchpath") for k in values)
     for group in CHECKED_GROUPS:
-        if group not in values:
+        if group not in values or extra_search_path:
             continue
         options = group_options(group)
         for choice in values[group].split(","):  # multirun sweeps: a,b,c
             if choice not in options:
-                raise UsageError(
-                    f"unknown {group} {choice!r}; choose one of: {', '.join(options)}"
-                )
+                raise UsageError(f"unknown {group} {choice!r}; choose one of: {', '.join(options)}")
     out_dirs = [values.get("root_dir", "./exp")]
     out_dirs += [values[k] for k in ("hydra.run.dir", "hydra.sweep.dir") if k in values]
     for out in out_dirs:
@@ -224,6 +224,12 @@ def _hydra_main(cfg: omegaconf.DictConfig) -> float:
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except NumericalError as e:
+        print(
+            f"{PROG}: stopped: {e} (model and replay buffer saved in {os.getcwd()})",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,11 +114,15 @@ def make_env(
     elif term_name is not None:
         patch["term_fn"] = term_name
     if patch:
-        cfg = omegaconf.OmegaConf.merge(cfg, {"overrides": patch})
+        cfg = copy.deepcopy(cfg)
+        omegaconf.OmegaConf.set_struct(cfg, False)
+        cfg.overrides.update(patch)
     env, term_fn, reward_fn = mbrl.util.env.EnvHandler.make_env(cfg)
     if custom_term_fn:
         try:
             term_fn = hydra.utils.get_method(term_name)
         except Exception as e:
-            raise UsageError(f"overrides.term_fn={term_name!r} is not an importable function") from e
+            raise UsageError(
+                f"overrides.term_fn={term_name!r} is not an importable function"
+            ) from e
     return env, term_fn, reward_fn
