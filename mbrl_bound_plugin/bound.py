@@ -1,0 +1,155 @@
+"""The bound's pure math: augmented reward, model-step term, ratio diagnostics.
+
+Everything here is a plain function of tensors (no ``nn.Module``, no I/O), so each
+formula of ``shared/docs/bound.md`` can be checked with hand-made numbers. The
+discriminator's raw output ``logit C(s,a,s')`` estimates ``log p(s'|s,a) - log q(s'|s,a)``
+("Estimating the ratio").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+AUGMENTED_REWARD_MODES = ("scaled", "bound")
+
+
+def augmented_reward(
+    reward: torch.Tensor,
+    logit: torch.Tensor,
+    mode: str,
+    gamma: float,
+    lam: float,
+    clip: float,
+    reward_floor: float | None,
+) -> torch.Tensor:
+    """The reward SAC maximizes inside the model (deep algorithm, step 3).
+
+    ``rt = f(r) + lam * clip(logit C(s,a,s'), -clip, clip)`` with
+
+    - mode ``"scaled"``: ``f(r) = r`` and ``lam`` as given (``lam = 0`` is MBPO's reward);
+    - mode ``"bound"``: ``f(r) = (1 - gamma) * log(r - reward_floor)`` and ``lam = 1``
+      (the given ``lam`` is ignored), which is the bound itself.
+
+    Args:
+        reward: predicted rewards ``r̂``, any shape.
+        logit: discriminator logits ``logit C(s,a,ŝ')`` for the same transitions, same
+            shape as ``reward`` (no broadcasting, to catch ``B`` vs ``B x 1`` mix-ups).
+        mode: ``"scaled"`` or ``"bound"``.
+        gamma: discount factor, in ``(0, 1)``.
+        lam: weight of the clipped log-ratio in mode ``"scaled"``; must be ``>= 0``.
+        clip: the log-ratio is clipped to ``[-clip, clip]``; must be ``> 0``.
+        reward_floor: a number below every reward the task can give; required in mode
+            ``"bound"``, unused in mode ``"scaled"``.
+
+    Returns:
+        The augmented reward, same shape as ``reward``.
+
+    Raises:
+        ValueError: on an unknown mode, ``lam < 0``, ``clip <= 0``, ``gamma`` outside
+            ``(0, 1)``, mismatched shapes, mode ``"bound"`` without ``reward_floor``, or a
+            reward at or below ``reward_floor`` in mode ``"bound"``.
+    """
+    if mode not in AUGMENTED_REWARD_MODES:
+        raise ValueError(
+            f"augmented reward mode must be one of {AUGMENTED_REWARD_MODES}, got {mode!r}"
+        )
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    if not 0.0 < gamma < 1.0:
+        raise ValueError(f"gamma must be in (0, 1), got {gamma}")
+    if reward.shape != logit.shape:
+        raise ValueError(
+            f"reward and logit must have the same shape, got {tuple(reward.shape)} and "
+            f"{tuple(logit.shape)}; reshape one of them (e.g. squeeze a trailing 1)"
+        )
+    clipped_ratio = logit.clamp(-clip, clip)  # clip(log p/q, -c, c)
+    if mode == "scaled":
+        return reward + lam * clipped_ratio  # r + lam * clip(logit C)
+    if reward_floor is None:
+        raise ValueError(
+            "mode 'bound' needs a reward floor below every reward of the task; "
+            "set reward_floor (or use mode 'scaled')"
+        )
+    if reward.numel() > 0 and bool((reward <= reward_floor).any()):
+        smallest = reward.min().item()
+        raise ValueError(
+            f"mode 'bound' needs every reward > reward_floor, but the smallest reward is "
+            f"{smallest} and reward_floor is {reward_floor}; lower reward_floor"
+        )
+    # (1 - gamma) * log(r - r_floor) + clip(logit C), lam fixed to 1
+    return (1.0 - gamma) * torch.log(reward - reward_floor) + clipped_ratio
+
+
+def model_bound_term(logit: torch.Tensor, value: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The bound's part of the model loss (deep algorithm, step 2), before ``beta``.
+
+    ``-E_{(s,a)~D, ŝ'~q}[ logit C(s,a,ŝ') + gamma * V(ŝ') ]``, a Monte-Carlo mean over
+    the given samples. Gradients flow through both ``logit`` and ``value`` (the caller
+    freezes ``C`` and ``V`` so that only ``ŝ'`` carries them back to the model).
+
+    Args:
+        logit: discriminator logits at model samples ``ŝ'``, any shape.
+        value: ``V(ŝ')`` at the same samples, same shape as ``logit``.
+        gamma: discount factor.
+
+    Returns:
+        A scalar tensor, to be minimized.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    if logit.shape != value.shape:
+        raise ValueError(
+            f"logit and value must have the same shape, got {tuple(logit.shape)} and "
+            f"{tuple(value.shape)}"
+        )
+    return -(logit + gamma * value).mean()
+
+
+def kl_estimate(model_logits: torch.Tensor) -> torch.Tensor:
+    """Estimate of ``KL(q || p)``: ``-mean logit C`` over model transitions ``s' ~ q``.
+
+    Args:
+        model_logits: discriminator logits at transitions sampled from the model.
+
+    Returns:
+        A scalar tensor.
+    """
+    return -model_logits.mean()
+
+
+def logistic_loss(real_logits: torch.Tensor, model_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's logistic loss (deep algorithm, step 1).
+
+    ``-mean log sigmoid(real) - mean log(1 - sigmoid(model))``, written with
+    ``softplus`` (``-log sigmoid(x) = softplus(-x)``, ``-log(1 - sigmoid(x)) = softplus(x)``)
+    so it stays finite for large logits.
+
+    Args:
+        real_logits: logits at real transitions ``s' ~ p`` (label 1).
+        model_logits: logits at model transitions ``s' ~ q`` (label 0).
+
+    Returns:
+        A scalar tensor.
+    """
+    return F.softplus(-real_logits).mean() + F.softplus(model_logits).mean()
+
+
+def balanced_accuracy(real_logits: torch.Tensor, model_logits: torch.Tensor) -> torch.Tensor:
+    """Balanced accuracy of the discriminator (0.5 means ``q`` looks like ``p``).
+
+    ``(mean(real > 0) + mean(model <= 0)) / 2``.
+
+    Args:
+        real_logits: logits at real transitions (correct when ``> 0``).
+        model_logits: logits at model transitions (correct when ``<= 0``).
+
+    Returns:
+        A scalar float tensor in ``[0, 1]``.
+    """
+    real_correct = (real_logits > 0).float().mean()
+    model_correct = (model_logits <= 0).float().mean()
+    return (real_correct + model_correct) / 2
