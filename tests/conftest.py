@@ -1,0 +1,78 @@
+"""Shared fixtures: run the ``mbrl-bound`` command on tiny budgets and read its CSVs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+# Budgets small enough for a test (a few seconds each on 2 CPU cores) that still go
+# through every stage of the algorithms: exploration, model training, rollouts, SAC
+# or planning, evaluation and logging.
+TINY_MODEL = [
+    "dynamics_model.hid_size=32",
+    "dynamics_model.ensemble_size=3",
+    "overrides.num_elites=2",
+    "overrides.model_batch_size=64",
+]
+TINY_MBPO = TINY_MODEL + [
+    "overrides.num_steps=200",
+    "overrides.epoch_length=100",
+    "overrides.freq_train_model=100",
+    "algorithm.initial_exploration_steps=100",
+    "overrides.effective_model_rollouts_per_step=10",
+    "overrides.num_sac_updates_per_step=1",
+    "overrides.sac_batch_size=32",
+    "overrides.sac_hidden_size=32",
+    "overrides.patience=1",
+    "+overrides.num_epochs_train_model=2",
+]
+TINY_BOUND = TINY_MBPO + [
+    "discriminator.batch_size=32",
+    "discriminator.num_updates=10",
+    "discriminator.hid_size=32",
+]
+TINY_PETS = TINY_MODEL + [
+    "overrides.num_steps=120",
+    "overrides.trial_length=60",
+    "overrides.freq_train_model=60",
+    "overrides.num_epochs_train_model=2",
+    "overrides.planning_horizon=3",
+    "overrides.cem_num_iters=1",
+    "overrides.cem_population_size=20",
+    "algorithm.num_particles=3",
+]
+
+
+@pytest.fixture
+def run_cli(tmp_path: pathlib.Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Runs ``python -m mbrl_bound_plugin ARGS`` with ``root_dir`` in a temporary dir."""
+
+    def run(*args: str, timeout: float = 600, root: bool = True) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "mbrl_bound_plugin", *args]
+        if root:
+            cmd += [f"root_dir={tmp_path / 'exp'}"]
+        env = dict(os.environ, HYDRA_FULL_ERROR="0")
+        return subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    return run
+
+
+@pytest.fixture
+def results(tmp_path: pathlib.Path) -> Callable[[str], list[dict[str, str]]]:
+    """Reads the single ``NAME.csv`` (e.g. ``results``) that a run wrote under tmp_path."""
+
+    def read(name: str = "results") -> list[dict[str, str]]:
+        files = sorted((tmp_path / "exp").rglob(f"{name}.csv"))
+        assert len(files) == 1, f"expected one {name}.csv, found {files}"
+        with open(files[0], newline="") as f:
+            return list(csv.DictReader(f))
+
+    return read

@@ -1,0 +1,79 @@
+"""Bad input: one line on stderr saying what to change, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import torch
+from conftest import TINY_BOUND
+
+
+def _assert_usage_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mbrl-bound: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_algorithm(run_cli):
+    _assert_usage_error(run_cli("algorithm=nope"), "unknown algorithm 'nope'", "bound", "mbpo")
+
+
+def test_unknown_overrides(run_cli):
+    _assert_usage_error(run_cli("overrides=nope"), "unknown overrides 'nope'", "pets_cartpole")
+
+
+def test_unknown_choice_in_a_sweep(run_cli):
+    _assert_usage_error(run_cli("-m", "algorithm=mbpo,nope"), "unknown algorithm 'nope'")
+
+
+def test_unknown_gymnasium_env_id(run_cli):
+    proc = run_cli("algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5", "overrides.env=gym___Nope-v0")
+    _assert_usage_error(proc, "unknown gymnasium env id 'Nope-v0'")
+
+
+def test_overrides_missing_a_key_the_algorithm_reads(run_cli):
+    proc = run_cli("algorithm=mbpo", "overrides=mbpo_inv_pendulum", "~overrides.epoch_length")
+    _assert_usage_error(proc, "overrides=mbpo_inv_pendulum lacks key 'epoch_length'")
+
+
+def test_overrides_of_the_wrong_family(run_cli):
+    """PETS overrides lack the SAC keys that MBPO's config interpolates."""
+    proc = run_cli("algorithm=mbpo", "overrides=pets_cartpole")
+    _assert_usage_error(proc, "overrides=pets_cartpole", "algorithm=mbpo")
+
+
+def test_non_writable_output_dir(run_cli, tmp_path: pathlib.Path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    proc = run_cli("algorithm=mbpo", f"root_dir={blocker}/exp", root=False)
+    _assert_usage_error(proc, "not writable", "root_dir=")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda(run_cli):
+    proc = run_cli("algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5", "device=cuda:0")
+    _assert_usage_error(proc, "device=cuda:0", "CUDA is not available")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["algorithm.model_wrapper.beta=-1"], "beta must be >= 0"),
+        (["algorithm.bound_agent.lam=-1"], "lam must be >= 0"),
+        (["algorithm.bound_agent.mode=bound"], "needs reward_floor"),
+        # InvertedPendulum gives reward 1 per step: a floor of 5 is above it
+        (
+            ["algorithm.bound_agent.mode=bound", "algorithm.bound_agent.reward_floor=5"],
+            "not below an observed reward",
+        ),
+        (["discriminator.batch_size=100000"], "discriminator.batch_size=100000"),
+    ],
+)
+def test_bound_invalid_settings(run_cli, args, fragment):
+    proc = run_cli("algorithm=bound", "overrides=mbpo_inv_pendulum_v5", *TINY_BOUND, *args)
+    _assert_usage_error(proc, fragment)
