@@ -12,12 +12,14 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 test: $(STAMP)
 	$(PY) -m pytest -q -rs
 
-# A small bound run on InvertedPendulum-v5 (about two minutes on 2 CPU cores).
+# A small bound run on InvertedPendulum-v5 (a few minutes on 2 CPU cores): mbrl's MBPO
+# settings with a smaller budget, model and SAC.
 demo: $(STAMP)
 	$(VENV)/bin/mbrl-bound algorithm=bound overrides=mbpo_inv_pendulum_v5 \
 	    overrides.num_steps=1000 algorithm.initial_exploration_steps=250 \
+	    dynamics_model.hid_size=64 +overrides.num_epochs_train_model=20 \
 	    overrides.effective_model_rollouts_per_step=40 overrides.num_sac_updates_per_step=2 \
-	    root_dir=./exp/demo
+	    overrides.sac_hidden_size=64 root_dir=./exp/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
