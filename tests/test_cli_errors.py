@@ -32,7 +32,9 @@ def test_unknown_choice_in_a_sweep(run_cli):
 
 
 def test_unknown_gymnasium_env_id(run_cli):
-    proc = run_cli("algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5", "overrides.env=gym___Nope-v0")
+    proc = run_cli(
+        "algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5", "overrides.env=gym___Nope-v0"
+    )
     _assert_usage_error(proc, "unknown gymnasium env id 'Nope-v0'")
 
 

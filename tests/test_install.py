@@ -59,7 +59,7 @@ def test_wheel_install_in_a_fresh_venv(tmp_path: pathlib.Path):
             "import pathlib, mbrl; from hydra import compose, initialize_config_dir\n"
             "d = pathlib.Path(mbrl.__file__).parent / 'examples' / 'conf'\n"
             "with initialize_config_dir(version_base='1.1', config_dir=str(d)):\n"
-            "    cfg = compose('main', overrides=['algorithm=mbpo', 'overrides=mbpo_inv_pendulum'])\n"
+            "    cfg = compose('main', ['algorithm=mbpo', 'overrides=mbpo_inv_pendulum'])\n"
             "print(cfg.action_optimizer._target_, cfg.algorithm.name)",
         ],
         cwd=tmp_path,
