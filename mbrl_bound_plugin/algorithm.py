@@ -205,7 +205,7 @@ def train(
 
     rng = np.random.default_rng(seed=cfg.seed)
     torch_generator = torch.Generator(device=cfg.device)
-    disc_generator = torch.Generator(device=cfg.device)
+    disc_generator = torch.Generator()  # CPU: the discriminator's split and mini-batches
     if cfg.seed is not None:
         torch_generator.manual_seed(cfg.seed)
         disc_generator.manual_seed(cfg.seed + 1)
