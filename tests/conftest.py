@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
+import torch
 
 # Budgets small enough for a test (a few seconds each on 2 CPU cores) that still go
 # through every stage of the algorithms: exploration, model training, rollouts, SAC
@@ -76,3 +77,12 @@ def results(tmp_path: pathlib.Path) -> Callable[[str], list[dict[str, str]]]:
             return list(csv.DictReader(f))
 
     return read
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small nets run fastest on one thread, and stay fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,14 +6,7 @@ import torch
 
 from mbrl_bound_plugin.discriminator import Discriminator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small nets run fastest on one thread, and stay fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # model's next-state shift: real s' ~ N(obs, 1), model s' ~ N(obs + SHIFT, 1)

@@ -10,14 +10,7 @@ from mbrl.util.replay_buffer import BootstrapIterator
 from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.model import BoundTransitionRewardModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small nets run fastest on one thread, and stay fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 OBS_DIM, ACT_DIM, ENSEMBLE = 3, 1, 3
