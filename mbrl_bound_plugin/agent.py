@@ -14,8 +14,6 @@ from mbrl.planning.sac_wrapper import SACAgent
 
 from mbrl_bound_plugin import bound
 
-MODES = ("scaled", "bound")
-
 
 class NumericalError(RuntimeError):
     """A NaN or inf in a loss or reward; the message names the component."""
@@ -62,17 +60,7 @@ class BoundSACAgent(SACAgent):
         gamma: float = 0.99,
     ):
         super().__init__(sac_agent)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if lam < 0:
-            raise ValueError(f"lam must be >= 0, got {lam}")
-        if clip <= 0:
-            raise ValueError(f"clip must be > 0, got {clip}")
-        if mode == "bound" and reward_floor is None:
-            raise ValueError(
-                "mode=bound needs reward_floor, a number below every reward of the task "
-                "(e.g. algorithm.bound_agent.reward_floor=-1); or use mode=scaled"
-            )
+        bound.check_reward_settings(mode, gamma, lam, clip, reward_floor)
         self.mode = mode
         self.lam = lam
         self.clip = clip

@@ -14,6 +14,38 @@ import torch.nn.functional as F
 AUGMENTED_REWARD_MODES = ("scaled", "bound")
 
 
+def check_reward_settings(
+    mode: str, gamma: float, lam: float, clip: float, reward_floor: float | None
+) -> None:
+    """Refuses augmented-reward settings that cannot work (see :func:`augmented_reward`).
+
+    Args:
+        mode: ``"scaled"`` or ``"bound"``.
+        gamma: discount factor, in ``(0, 1)``.
+        lam: weight of the clipped log-ratio; must be ``>= 0``.
+        clip: the clip of the log-ratio; must be ``> 0``.
+        reward_floor: required in mode ``"bound"``.
+
+    Raises:
+        ValueError: saying what to change.
+    """
+    if mode not in AUGMENTED_REWARD_MODES:
+        raise ValueError(
+            f"augmented reward mode must be one of {AUGMENTED_REWARD_MODES}, got {mode!r}"
+        )
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    if not 0.0 < gamma < 1.0:
+        raise ValueError(f"gamma must be in (0, 1), got {gamma}")
+    if mode == "bound" and reward_floor is None:
+        raise ValueError(
+            "mode 'bound' needs reward_floor, a number below every reward of the task "
+            "(e.g. reward_floor=-1); or use mode 'scaled'"
+        )
+
+
 def augmented_reward(
     reward: torch.Tensor,
     logit: torch.Tensor,
@@ -50,16 +82,7 @@ def augmented_reward(
             ``(0, 1)``, mismatched shapes, mode ``"bound"`` without ``reward_floor``, or a
             reward at or below ``reward_floor`` in mode ``"bound"``.
     """
-    if mode not in AUGMENTED_REWARD_MODES:
-        raise ValueError(
-            f"augmented reward mode must be one of {AUGMENTED_REWARD_MODES}, got {mode!r}"
-        )
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
-    if clip <= 0:
-        raise ValueError(f"clip must be > 0, got {clip}")
-    if not 0.0 < gamma < 1.0:
-        raise ValueError(f"gamma must be in (0, 1), got {gamma}")
+    check_reward_settings(mode, gamma, lam, clip, reward_floor)
     if reward.shape != logit.shape:
         raise ValueError(
             f"reward and logit must have the same shape, got {tuple(reward.shape)} and "
@@ -68,11 +91,6 @@ def augmented_reward(
     clipped_ratio = logit.clamp(-clip, clip)  # clip(log p/q, -c, c)
     if mode == "scaled":
         return reward + lam * clipped_ratio  # r + lam * clip(logit C)
-    if reward_floor is None:
-        raise ValueError(
-            "mode 'bound' needs a reward floor below every reward of the task; "
-            "set reward_floor (or use mode 'scaled')"
-        )
     if reward.numel() > 0 and bool((reward <= reward_floor).any()):
         smallest = reward.min().item()
         raise ValueError(
