@@ -106,27 +106,6 @@ def create_bound_model(
     )
 
 
-def check_settings(cfg: omegaconf.DictConfig) -> None:
-    """Refuses, at start, settings that cannot work (one line, exit code 2 from the CLI).
-
-    Args:
-        cfg: the run's configuration.
-
-    Raises:
-        UsageError: naming the key to change.
-    """
-    disc = cfg.discriminator
-    first_rows = cfg.algorithm.initial_exploration_steps + cfg.overrides.freq_train_model
-    rows = min(first_rows, cfg.algorithm.disc_max_rows)
-    train_rows = rows - max(1, int(rows * disc.get("holdout_ratio", 0.1)))
-    if disc.get("batch_size", 256) > train_rows:
-        raise UsageError(
-            f"discriminator.batch_size={disc.batch_size} is larger than the {train_rows} "
-            "training rows of the first discriminator step; lower it or raise "
-            "algorithm.initial_exploration_steps / algorithm.disc_max_rows"
-        )
-
-
 def _check_finite(value: float, component: str, env_step: int) -> None:
     if not math.isfinite(value):
         raise NumericalError(f"{component} is {value} at environment step {env_step}")
@@ -186,7 +165,6 @@ def train(
         The best evaluation return.
     """
     # ------------------- Initialization -------------------
-    check_settings(cfg)
     obs_shape = env.observation_space.shape
     act_shape = env.action_space.shape
     mbrl.planning.complete_agent_cfg(env, cfg.algorithm.agent)
@@ -214,6 +192,16 @@ def train(
     discriminator: Discriminator = _instantiate(
         cfg.discriminator, "discriminator", obs_dim=obs_shape[0], act_dim=act_shape[0]
     )
+    first_rows = min(
+        cfg.algorithm.initial_exploration_steps + cfg.overrides.freq_train_model,
+        cfg.algorithm.disc_max_rows,
+    )
+    if discriminator.batch_size > discriminator.num_train_rows(first_rows):
+        raise UsageError(
+            f"discriminator.batch_size={discriminator.batch_size} is larger than the "
+            f"{discriminator.num_train_rows(first_rows)} training rows of the first "
+            "discriminator step; lower it or raise algorithm.initial_exploration_steps"
+        )
     dtype = np.double if cfg.algorithm.get("normalize_double_precision", False) else np.float32
     replay_buffer = mbrl.util.common.create_replay_buffer(
         cfg, obs_shape, act_shape, rng=rng, obs_type=dtype, action_type=dtype, reward_type=dtype

@@ -135,6 +135,18 @@ class Discriminator(nn.Module):
         features = (features - self.feature_mean) / self.feature_std
         return self.net(features).squeeze(-1)
 
+    def num_train_rows(self, num_rows: int) -> int:
+        """Rows a :meth:`fit` on ``num_rows`` rows trains on (at least one is held out).
+
+        Args:
+            num_rows: rows given to :meth:`fit` (at least 2).
+
+        Returns:
+            ``num_rows`` minus the held-out slice of ``round(holdout_ratio * num_rows)``
+            rows, clipped to ``[1, num_rows - 1]``.
+        """
+        return num_rows - min(max(1, int(round(self.holdout_ratio * num_rows))), num_rows - 1)
+
     def fit(
         self,
         obs: np.ndarray | torch.Tensor,
@@ -190,7 +202,7 @@ class Discriminator(nn.Module):
 
         # split rows: a random holdout slice (>= 1 row), the rest for training
         perm = torch.randperm(num_rows, generator=generator).to(self.device)
-        num_holdout = min(max(1, int(round(self.holdout_ratio * num_rows))), num_rows - 1)
+        num_holdout = num_rows - self.num_train_rows(num_rows)
         hold_idx, train_idx = perm[:num_holdout], perm[num_holdout:]
         num_train = train_idx.numel()
         if self.batch_size > num_train:
