@@ -109,16 +109,16 @@ def preflight(argv: Sequence[str]) -> None:
         for choice in values[group].split(","):  # multirun sweeps: a,b,c
             if choice not in options:
                 raise UsageError(f"unknown {group} {choice!r}; choose one of: {', '.join(options)}")
-    out_dirs = [values.get("root_dir", "./exp")]
-    out_dirs += [values[k] for k in ("hydra.run.dir", "hydra.sweep.dir") if k in values]
-    for out in out_dirs:
+    out_dirs = {"root_dir": values.get("root_dir", "./exp")}
+    out_dirs |= {k: values[k] for k in ("hydra.run.dir", "hydra.sweep.dir") if k in values}
+    for key, out in out_dirs.items():
         if "${" in out:
             continue
         existing = _nearest_existing(pathlib.Path(out))
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             raise UsageError(
                 f"output directory {out!r} is not writable ({existing} is not a writable "
-                "directory); pass root_dir=SOME/WRITABLE/DIR"
+                f"directory); pass {key}=SOME/WRITABLE/DIR"
             )
 
 
