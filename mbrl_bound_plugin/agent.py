@@ -74,13 +74,10 @@ class BoundSACAgent(SACAgent):
         """Uses ``discriminator(obs, act, next_obs) -> logits`` for the next SAC batches."""
         self.discriminator = discriminator
 
-    def check_real_reward(self, reward: float) -> None:
-        """Refuses a real reward at or below the floor in ``bound`` mode."""
-        if self.mode == "bound" and reward <= self.reward_floor:
-            raise ValueError(
-                f"reward_floor={self.reward_floor} is not below an observed reward {reward}; "
-                "lower algorithm.bound_agent.reward_floor"
-            )
+    def check_real_rewards(self, rewards: float | np.ndarray) -> None:
+        """Refuses real rewards at or below the floor in ``bound`` mode."""
+        if self.mode == "bound":
+            bound.check_rewards_above_floor(torch.as_tensor(rewards), self.reward_floor)
 
     def augmented_reward(
         self,

@@ -215,8 +215,7 @@ def train(
         replay_buffer=replay_buffer,
     )
     try:
-        for reward in replay_buffer.get_all().rewards:
-            agent.check_real_reward(float(reward))
+        agent.check_real_rewards(replay_buffer.get_all().rewards)
     except ValueError as e:
         raise UsageError(f"algorithm.bound_agent: {e}") from e
 
@@ -268,7 +267,7 @@ def train(
                     mbrl.util.common.step_env_and_add_to_buffer(env, obs, agent, {}, replay_buffer)
                 )
                 _check_finite(float(reward), "environment reward", env_steps)
-                agent.check_real_reward(float(reward))
+                agent.check_real_rewards(float(reward))
 
                 if (env_steps + 1) % cfg.overrides.freq_train_model == 0:
                     # --- model step: NLL + beta * -(logit C + gamma V), C and V frozen ---

@@ -46,6 +46,24 @@ def check_reward_settings(
         )
 
 
+def check_rewards_above_floor(reward: torch.Tensor, reward_floor: float) -> None:
+    """Refuses rewards at or below the floor (mode ``"bound"`` takes ``log(r - floor)``).
+
+    Args:
+        reward: rewards, any shape.
+        reward_floor: the configured floor.
+
+    Raises:
+        ValueError: naming the smallest reward and the floor.
+    """
+    if reward.numel() > 0 and bool((reward <= reward_floor).any()):
+        smallest = reward.min().item()
+        raise ValueError(
+            f"reward_floor is {reward_floor}, not below an observed reward {smallest} "
+            "(mode 'bound' takes log(r - reward_floor)); lower reward_floor"
+        )
+
+
 def augmented_reward(
     reward: torch.Tensor,
     logit: torch.Tensor,
@@ -91,12 +109,7 @@ def augmented_reward(
     clipped_ratio = logit.clamp(-clip, clip)  # clip(log p/q, -c, c)
     if mode == "scaled":
         return reward + lam * clipped_ratio  # r + lam * clip(logit C)
-    if reward.numel() > 0 and bool((reward <= reward_floor).any()):
-        smallest = reward.min().item()
-        raise ValueError(
-            f"mode 'bound' needs every reward > reward_floor, but the smallest reward is "
-            f"{smallest} and reward_floor is {reward_floor}; lower reward_floor"
-        )
+    check_rewards_above_floor(reward, reward_floor)
     # (1 - gamma) * log(r - r_floor) + clip(logit C), lam fixed to 1
     return (1.0 - gamma) * torch.log(reward - reward_floor) + clipped_ratio
 
