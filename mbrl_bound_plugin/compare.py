@@ -33,11 +33,12 @@ class CompareError(Exception):
 
 
 def load_settings(name: str) -> DictConfig:
-    """Reads ``conf/compare/NAME.yaml`` (``benchmark`` or ``quick``)."""
-    path = mbrl_bound_conf_dir() / "compare" / f"{name}.yaml"
+    """Reads ``conf/compare/NAME.yaml`` (``benchmark`` or ``quick``) over ``benchmark.yaml``."""
+    folder = mbrl_bound_conf_dir() / "compare"
+    path = folder / f"{name}.yaml"
     if not path.is_file():
         raise CompareError(f"no compare settings {path}")
-    return OmegaConf.load(path)
+    return OmegaConf.merge(OmegaConf.load(folder / "benchmark.yaml"), OmegaConf.load(path))
 
 
 def sweep_commands(
