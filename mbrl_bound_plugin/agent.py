@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import mbrl.third_party.pytorch_sac_pranz24 as pytorch_sac_pranz24
 import mbrl.types
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from mbrl.planning.sac_wrapper import SACAgent
 
-from mbrl_bound_plugin import bound
+from mbrl_bound_plugin import bound, run_state
 
 
 class NumericalError(RuntimeError):
@@ -159,3 +160,15 @@ class BoundSACAgent(SACAgent):
         mean = self._reward_sum / self._reward_count if self._reward_count else float("nan")
         self._reward_sum, self._reward_count = 0.0, 0
         return mean
+
+    def training_state(self) -> dict[str, Any]:
+        """SAC's networks, optimizers and temperature, and the pending bound-reward mean."""
+        return {
+            "sac": run_state.sac_state(self.sac_agent),
+            "bound_reward": (self._reward_sum, self._reward_count),
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Loads :meth:`training_state` into an agent of the same configuration."""
+        run_state.restore_sac(self.sac_agent, state["sac"])
+        self._reward_sum, self._reward_count = state["bound_reward"]

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import pathlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -30,11 +34,20 @@ import torch
 import tqdm
 from mbrl.third_party.pytorch_sac import VideoRecorder
 
+from mbrl_bound_plugin import run_state
 from mbrl_bound_plugin.agent import BoundSACAgent, NumericalError
+from mbrl_bound_plugin.checkpoint import (
+    RunInterrupted,
+    checkpoint_dir,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.envs import UsageError
 from mbrl_bound_plugin.model import BoundTransitionRewardModel
 
+PROG = "mbrl-bound"
 BOUND_LOG_FORMAT = mbpo.MBPO_LOG_FORMAT + [
     ("disc_accuracy", "DACC", "float"),
     ("kl_estimate", "KL", "float"),
@@ -143,6 +156,113 @@ def discriminator_step(
     return discriminator.fit(obs, act, batch.next_obs, model_next_obs, generator=generator)
 
 
+RESUME_CHOICES = (False, True, "auto")
+
+
+def find_resume_checkpoint(resume: Any, directory: pathlib.Path) -> pathlib.Path | None:
+    """The checkpoint a run continues from, or ``None`` for a fresh start.
+
+    Args:
+        resume: ``cfg.resume``: ``false`` (fresh start), ``true`` (continue; a
+            checkpoint must exist) or ``auto`` (continue if there is one, as a requeued
+            SLURM job wants).
+        directory: the run's checkpoint directory.
+
+    Raises:
+        UsageError: an invalid ``resume``; ``resume=true`` without a checkpoint; or
+            ``resume=false`` where an earlier run left checkpoints (starting afresh
+            would overwrite its logs and checkpoints).
+    """
+    if resume not in RESUME_CHOICES or isinstance(resume, int) and not isinstance(resume, bool):
+        raise UsageError(f"resume={resume!r}; use true, false or auto")
+    found = latest_checkpoint(directory)
+    if resume is True and found is None:
+        raise UsageError(
+            f"resume=true but {directory} holds no checkpoint; pass the run's directory "
+            "as hydra.run.dir=..., or drop resume=true to start afresh"
+        )
+    if resume is False and found is not None:
+        raise UsageError(
+            f"{found} is a checkpoint of an earlier run in this directory; pass resume=true "
+            "to continue it, or another hydra.run.dir to start afresh"
+        )
+    return found
+
+
+def _config_dict(cfg: omegaconf.DictConfig) -> dict[str, Any]:
+    """The config as plain data; sections that do not resolve (e.g. the PETS-only
+    ``action_optimizer`` under MBPO overrides) are kept unresolved."""
+    out: dict[str, Any] = {}
+    for key in cfg:
+        node = cfg._get_node(key)
+        if not isinstance(node, omegaconf.DictConfig | omegaconf.ListConfig):
+            out[key] = cfg.get(key)
+            continue
+        try:
+            out[key] = omegaconf.OmegaConf.to_container(node, resolve=True)
+        except omegaconf.errors.OmegaConfBaseException:
+            out[key] = omegaconf.OmegaConf.to_container(node, resolve=False)
+    return out
+
+
+def _run_identity(cfg: omegaconf.DictConfig, env: gym.Env) -> dict[str, Any]:
+    """What a checkpoint must share with the run that loads it."""
+    return {
+        "algorithm": str(cfg.algorithm.name),
+        "env": env.spec.id if env.spec is not None else type(env.unwrapped).__name__,
+        "obs_shape": list(env.observation_space.shape),
+        "act_shape": list(env.action_space.shape),
+    }
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat |= _flatten(value, f"{prefix}{key}.")
+        return flat
+    return {prefix[:-1]: node}
+
+
+def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every setting that differs (``resume`` aside)."""
+    old, new = _flatten(saved), _flatten(current)
+    keys = sorted((old.keys() | new.keys()) - {"resume"})
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _check_resumable(saved: Mapping[str, Any], path: pathlib.Path, identity: dict) -> None:
+    meta = saved.get("meta") if isinstance(saved, Mapping) else None
+    if not isinstance(meta, Mapping) or "identity" not in meta:
+        raise UsageError(f"checkpoint {path} has no run description; it was not written by train")
+    for key, value in identity.items():
+        if meta["identity"].get(key) != value:
+            raise UsageError(
+                f"checkpoint {path} was written with {key}={meta['identity'].get(key)}, "
+                f"but this run has {key}={value}"
+            )
+
+
+def _catch_sigterm() -> tuple[list[int], Callable[[], Any]]:
+    """Records SIGTERM instead of dying, so the loop can checkpoint and stop cleanly.
+
+    Left alone where another framework already handles SIGTERM (submitit, which
+    requeues on its own signal) or outside the main thread.
+
+    Returns:
+        The list the received signal numbers are appended to, and a function that
+        puts the default handler back.
+    """
+    received: list[int] = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        return received, lambda: None
+    signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
+    return received, lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def train(
     env: gym.Env,
     test_env: gym.Env,
@@ -159,10 +279,14 @@ def train(
         termination_fn: the termination function used in model rollouts.
         cfg: the configuration (``algorithm=bound``, MBPO ``overrides``, ``discriminator``).
         silent: if ``True``, no console log, no progress bar.
-        work_dir: where logs, model, buffer and SAC weights go (default: cwd).
+        work_dir: where logs, model, buffer, SAC weights and checkpoints go (default: cwd).
 
     Returns:
         The best evaluation return.
+
+    Checkpoints go to ``work_dir/checkpoints`` every ``cfg.checkpoint.every_epochs``
+    epochs and on SIGTERM (then :class:`RunInterrupted` is raised); ``cfg.resume``
+    continues from the newest one (see :func:`find_resume_checkpoint`).
     """
     # ------------------- Initialization -------------------
     obs_shape = env.observation_space.shape
@@ -175,6 +299,21 @@ def train(
     )
 
     work_dir = work_dir or os.getcwd()
+    ckpt_cfg = cfg.get("checkpoint", None) or {}
+    ckpt_keep = int(ckpt_cfg.get("keep", 1))
+    ckpt_every = int(ckpt_cfg.get("every_epochs", 1))
+    if ckpt_keep < 1 or ckpt_every < 1:
+        raise UsageError(
+            f"checkpoint.keep={ckpt_keep} and checkpoint.every_epochs={ckpt_every} must be >= 1"
+        )
+    ckpt_dir = checkpoint_dir(work_dir)
+    identity = _run_identity(cfg, env)
+    resume_path = find_resume_checkpoint(cfg.get("resume", False), ckpt_dir)
+    saved = None
+    if resume_path is not None:
+        saved = load_checkpoint(resume_path)
+        _check_resumable(saved, resume_path, identity)
+
     logger = mbrl.util.Logger(work_dir, enable_back_compatible=True)
     logger.register_group(
         mbrl.constants.RESULTS_LOG_NAME, BOUND_LOG_FORMAT, color="green", dump_frequency=1
@@ -207,17 +346,18 @@ def train(
         cfg, obs_shape, act_shape, rng=rng, obs_type=dtype, action_type=dtype, reward_type=dtype
     )
     random_explore = cfg.algorithm.random_initial_explore
-    mbrl.util.common.rollout_agent_trajectories(
-        env,
-        cfg.algorithm.initial_exploration_steps,
-        mbrl.planning.RandomAgent(env) if random_explore else agent,
-        {} if random_explore else {"sample": True, "batched": False},
-        replay_buffer=replay_buffer,
-    )
-    try:
-        agent.check_real_rewards(replay_buffer.get_all().rewards)
-    except ValueError as e:
-        raise UsageError(f"algorithm.bound_agent: {e}") from e
+    if saved is None:
+        mbrl.util.common.rollout_agent_trajectories(
+            env,
+            cfg.algorithm.initial_exploration_steps,
+            mbrl.planning.RandomAgent(env) if random_explore else agent,
+            {} if random_explore else {"sample": True, "batched": False},
+            replay_buffer=replay_buffer,
+        )
+        try:
+            agent.check_real_rewards(replay_buffer.get_all().rewards)
+        except ValueError as e:
+            raise UsageError(f"algorithm.bound_agent: {e}") from e
 
     # --------------------- Training Loop ---------------------
     rollout_batch_size = (
@@ -244,9 +384,95 @@ def train(
     epoch = 0
     sac_buffer = None
     disc_stats = {"disc_accuracy": math.nan, "kl_estimate": math.nan}
+    discriminator_ready = False  # True once the first discriminator step ran
+
+    numpy_generators = {"rng": rng}  # (also the replay buffer's generator)
+    torch_generators = {"model_env": torch_generator, "discriminator": disc_generator}
+    envs = {"env": env, "test_env": test_env}
+
+    def write_checkpoint() -> pathlib.Path:
+        state = {
+            "meta": {
+                "identity": identity,
+                "config": _config_dict(cfg),
+                "env_steps": env_steps,
+                "epoch": epoch,
+            },
+            "counters": {
+                "env_steps": env_steps,
+                "epoch": epoch,
+                "updates_made": updates_made,
+                "best_eval_reward": best_eval_reward,
+                "model_train_iteration": model_trainer._train_iteration,
+            },
+            "disc_stats": disc_stats,
+            "discriminator_ready": discriminator_ready,
+            "model": dynamics_model.training_state(),
+            "model_optimizer": model_trainer.optimizer.state_dict(),
+            "discriminator": discriminator.training_state(),
+            "agent": agent.training_state(),
+            "replay_buffer": run_state.buffer_state(replay_buffer),
+            "sac_buffer": None if sac_buffer is None else run_state.buffer_state(sac_buffer),
+            "rng": run_state.rng_state(numpy_generators, torch_generators, envs),
+            "logs": run_state.logger_state(logger),
+        }
+        return save_checkpoint(ckpt_dir, env_steps, state, keep=ckpt_keep)
+
+    if saved is not None:
+        try:
+            dynamics_model.load_training_state(saved["model"])
+            model_trainer.optimizer.load_state_dict(saved["model_optimizer"])
+            discriminator.load_training_state(saved["discriminator"])
+            agent.load_training_state(saved["agent"])
+            run_state.restore_buffer(replay_buffer, saved["replay_buffer"])
+            if saved["sac_buffer"] is not None:
+                sac_buffer = mbrl.util.ReplayBuffer(
+                    saved["sac_buffer"]["capacity"],
+                    obs_shape,
+                    act_shape,
+                    rng=np.random.default_rng(),
+                )
+                run_state.restore_buffer(sac_buffer, saved["sac_buffer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+            raise UsageError(
+                f"checkpoint {resume_path} does not fit this run's configuration: {reason}"
+            ) from e
+        counters = saved["counters"]
+        env_steps, epoch = counters["env_steps"], counters["epoch"]
+        updates_made = counters["updates_made"]
+        best_eval_reward = counters["best_eval_reward"]
+        model_trainer._train_iteration = counters["model_train_iteration"]
+        disc_stats = saved["disc_stats"]
+        discriminator_ready = saved["discriminator_ready"]
+        if discriminator_ready:
+            agent.set_discriminator(discriminator)
+            dynamics_model.set_bound_critics(
+                discriminator,
+                agent.value,
+                agent.gamma,
+                frozen=(agent.sac_agent.policy, agent.sac_agent.critic),
+            )
+        run_state.restore_logger(logger, saved["logs"])
+        run_state.restore_rng(saved["rng"], numpy_generators, torch_generators, envs)
+        if not silent:
+            changes = changed_settings(saved["meta"]["config"], _config_dict(cfg))
+            print(
+                f"{PROG}: resuming from {resume_path} (environment step {env_steps})"
+                + (f"; changed settings: {'; '.join(changes)}" if changes else ""),
+                file=sys.stderr,
+            )
+        del saved  # (the replay buffer's copy can be large)
+
     progress = tqdm.tqdm(
-        total=cfg.overrides.num_steps, desc="bound", unit="step", disable=silent, leave=False
+        total=cfg.overrides.num_steps,
+        initial=min(env_steps, cfg.overrides.num_steps),
+        desc="bound",
+        unit="step",
+        disable=silent,
+        leave=False,
     )
+    received, restore_sigterm = _catch_sigterm()
     try:
         while env_steps < cfg.overrides.num_steps:
             rollout_length = int(
@@ -258,8 +484,10 @@ def train(
                 sac_buffer, obs_shape, act_shape, sac_buffer_capacity, cfg.seed
             )
             obs, terminated, truncated = None, False, False
-            for steps_epoch in range(cfg.overrides.epoch_length):
-                if steps_epoch == 0 or terminated or truncated:
+            # (a run resumed from a SIGTERM checkpoint starts mid-epoch, on a fresh episode)
+            first_step = env_steps % cfg.overrides.epoch_length
+            for steps_epoch in range(first_step, cfg.overrides.epoch_length):
+                if steps_epoch == first_step or terminated or truncated:
                     obs, _ = env.reset()
                     terminated, truncated = False, False
                 # --- real step: act in the environment, store (s, a, r, s') in D ---
@@ -292,6 +520,7 @@ def train(
                         disc_generator,
                     )
                     _check_finite(disc_stats["disc_loss"], "discriminator loss", env_steps)
+                    discriminator_ready = True
                     # From here on, SAC batches and the next model step use this discriminator.
                     agent.set_discriminator(discriminator)
                     dynamics_model.set_bound_critics(
@@ -362,11 +591,17 @@ def train(
                 env_steps += 1
                 progress.update(1)
                 obs = next_obs
+                # ------ checkpoint: every `every_epochs` epochs, and on SIGTERM ------
+                if received:
+                    raise RunInterrupted(received[0], env_steps, write_checkpoint())
+                if env_steps % (ckpt_every * cfg.overrides.epoch_length) == 0:
+                    write_checkpoint()
     except NumericalError:
         # stop with a one-line error, keeping what mbrl keeps: the model and the data
         dynamics_model.save(work_dir)
         replay_buffer.save(work_dir)
         raise
     finally:
+        restore_sigterm()
         progress.close()
     return np.float32(best_eval_reward)

@@ -26,6 +26,7 @@ from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_examples_conf_dir,
 )
 from mbrl_bound_plugin.agent import NumericalError
+from mbrl_bound_plugin.checkpoint import CheckpointWriteError, RunInterrupted
 from mbrl_bound_plugin.envs import UsageError, make_env
 
 PROG = "mbrl-bound"
@@ -156,6 +157,12 @@ def check_config(cfg: omegaconf.DictConfig) -> None:
         raise UsageError(
             f"unknown algorithm.name {name!r}; choose one of: {', '.join(REQUIRED_OVERRIDES)}"
         )
+    resume = cfg.get("resume", False)
+    if resume is True and name != "bound":
+        raise UsageError(
+            f"resume=true needs algorithm=bound; mbrl's {name} cannot continue a run "
+            "(resume=auto starts it afresh)"
+        )
     choice = _choice("overrides")
     for key in REQUIRED_OVERRIDES[name]:
         if key not in cfg.overrides:
@@ -230,6 +237,12 @@ def _hydra_main(cfg: omegaconf.DictConfig) -> float:
             file=sys.stderr,
         )
         sys.exit(1)
+    except CheckpointWriteError as e:
+        print(f"{PROG}: stopped: {e}", file=sys.stderr)
+        sys.exit(1)
+    except RunInterrupted as e:
+        print(f"{PROG}: stopped by {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

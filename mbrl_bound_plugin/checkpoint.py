@@ -1,0 +1,177 @@
+"""Checkpoint files: one self-checking file per checkpoint, written atomically.
+
+A checkpoint is ``<run dir>/checkpoints/step_<env steps>.ckpt``::
+
+    MBRL-BOUND-CHECKPOINT 1\\n          magic line and format version
+    <payload length> <sha256 hex>\\n    what the payload must be
+    <payload>                          torch.save of the state dict
+
+Writing goes to ``<name>.tmp`` beside the target, is flushed and fsync'ed, then renamed
+over the target (``os.replace``, atomic on POSIX), so a kill at any point leaves either
+the old set of checkpoints or the new one, never a partial ``.ckpt``. Reading checks the
+magic line, the length and the digest before unpickling, so a truncated or altered file
+is refused instead of half-loaded. What the state dict holds is decided by the training
+code (:mod:`mbrl_bound_plugin.run_state`); this module knows only files.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import pathlib
+import re
+import signal
+from typing import Any
+
+import torch
+
+from mbrl_bound_plugin.envs import UsageError
+
+MAGIC = b"MBRL-BOUND-CHECKPOINT"
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step_(\d+)\.ckpt$")
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (full disk, no permission, ...)."""
+
+
+def checkpoint_dir(work_dir: str | os.PathLike) -> pathlib.Path:
+    """Where a run keeps its checkpoints: ``<work_dir>/checkpoints``."""
+    return pathlib.Path(work_dir) / CHECKPOINT_DIR
+
+
+def checkpoint_path(directory: pathlib.Path, env_steps: int) -> pathlib.Path:
+    """``directory/step_<env_steps, 9 digits>.ckpt``."""
+    return directory / f"step_{env_steps:09d}.ckpt"
+
+
+def list_checkpoints(directory: pathlib.Path) -> list[pathlib.Path]:
+    """The ``.ckpt`` files of ``directory``, oldest (fewest steps) first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(directory: pathlib.Path) -> pathlib.Path | None:
+    """The checkpoint with the most environment steps, or ``None``."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def _write_file(path: pathlib.Path, header: bytes, payload: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: pathlib.Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    directory: pathlib.Path, env_steps: int, state: dict[str, Any], keep: int = 1
+) -> pathlib.Path:
+    """Writes ``state`` as ``step_<env_steps>.ckpt`` atomically; keeps the newest ``keep``.
+
+    Args:
+        directory: the checkpoint directory (created if missing).
+        env_steps: the environment steps the state has taken (names the file).
+        state: anything ``torch.save`` can write.
+        keep: how many checkpoints to keep (the oldest beyond it are deleted, only
+            after the new one is in place).
+
+    Returns:
+        The path of the new checkpoint.
+
+    Raises:
+        CheckpointWriteError: the file could not be written; the checkpoints that
+            were there before are untouched and the partial file is removed.
+    """
+    target = checkpoint_path(directory, env_steps)
+    tmp = target.with_name(target.name + ".tmp")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getbuffer()
+    digest = hashlib.sha256(payload).hexdigest()
+    header = MAGIC + b" %d\n%d %s\n" % (FORMAT_VERSION, len(payload), digest.encode())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_file(tmp, header, payload)
+        os.replace(tmp, target)
+        _fsync_dir(directory)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+        previous = latest_checkpoint(directory)
+        kept = f"; {previous} is intact" if previous is not None else ""
+        raise CheckpointWriteError(f"could not write checkpoint {target}: {reason}{kept}") from e
+    for old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    for stale in directory.glob("*.ckpt.tmp"):  # left by a run killed while writing
+        stale.unlink(missing_ok=True)
+    return target
+
+
+def load_checkpoint(path: pathlib.Path) -> dict[str, Any]:
+    """Reads a checkpoint written by :func:`save_checkpoint`, checking it first.
+
+    Args:
+        path: the ``.ckpt`` file.
+
+    Returns:
+        The state dict.
+
+    Raises:
+        UsageError: the file is not a checkpoint, is of another format version, is
+            truncated, or its content does not match its digest.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
+    first, _, rest = data.partition(b"\n")
+    second, _, payload = rest.partition(b"\n")
+    if not first.startswith(MAGIC + b" "):
+        raise UsageError(f"{path} is not an mbrl-bound checkpoint")
+    if first != MAGIC + b" %d" % FORMAT_VERSION:
+        version = first[len(MAGIC) + 1 :].decode(errors="replace")
+        raise UsageError(
+            f"checkpoint {path} has format {version}; this mbrl-bound reads format {FORMAT_VERSION}"
+        )
+    try:
+        length_text, digest = second.decode().split(" ")
+        length = int(length_text)
+    except ValueError:
+        raise UsageError(f"checkpoint {path} is corrupt (bad header)") from None
+    if len(payload) != length:
+        raise UsageError(
+            f"checkpoint {path} is truncated ({len(payload)} of {length} payload bytes)"
+        )
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise UsageError(f"checkpoint {path} is corrupt (its content does not match its digest)")
+    # The digest rules out accidents, not tampering: like any torch pickle, load only
+    # checkpoints that your own runs wrote.
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+
+
+class RunInterrupted(RuntimeError):
+    """The run stopped on a signal (SIGTERM) after writing a checkpoint."""
+
+    def __init__(self, signum: int, env_steps: int, path: pathlib.Path):
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"{name} at environment step {env_steps}; checkpoint {path} written, "
+            "continue with resume=true"
+        )
