@@ -208,10 +208,10 @@ def _config_dict(cfg: omegaconf.DictConfig) -> dict[str, Any]:
 def _run_identity(cfg: omegaconf.DictConfig, env: gym.Env) -> dict[str, Any]:
     """What a checkpoint must share with the run that loads it."""
     return {
-        "algorithm": str(cfg.algorithm.name),
-        "env": env.spec.id if env.spec is not None else type(env.unwrapped).__name__,
         "obs_shape": list(env.observation_space.shape),
         "act_shape": list(env.action_space.shape),
+        "algorithm": str(cfg.algorithm.name),
+        "env": env.spec.id if env.spec is not None else type(env.unwrapped).__name__,
     }
 
 

@@ -92,6 +92,7 @@ def sweep_commands(
                 f"hydra/launcher={LAUNCHERS[launcher]}",
                 f"hydra.sweep.dir={out / task / family}",
                 "hydra.sweep.subdir=${algorithm.name}_seed${seed}",
+                "resume=auto",  # a rerun (or a requeued SLURM job) continues bound runs
                 *settings.shared,
                 *settings.per_task.get(task, []),
                 *settings.per_family.get(family, []),

@@ -76,7 +76,8 @@ def restore_buffer(buffer: mbrl.util.ReplayBuffer, state: Mapping[str, Any]) -> 
         buffer.cur_idx, buffer.num_stored = state["cur_idx"], n
     elif n:
         columns = ("obs", "action", "next_obs", "reward", "terminated", "truncated")
-        buffer.add_batch(*(_chronological(state, key) for key in columns))
+        newest = slice(-buffer.capacity, None)
+        buffer.add_batch(*(_chronological(state, key)[newest] for key in columns))
     buffer.rng.bit_generator.state = state["rng"]
 
 

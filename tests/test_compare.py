@@ -25,6 +25,7 @@ def test_bound_and_mbpo_share_settings_and_overrides_file(name, tmp_path):
         assert "algorithm=bound,mbpo" in argv  # one sweep: same overrides, same settings
         assert f"overrides={settings.tasks[task].mbpo}" in argv
         assert "seed=0,1,2" in argv
+        assert "resume=auto" in argv  # rerunning a comparison continues its bound runs
     for _label, argv in commands[1::2]:
         assert "algorithm=pets" in argv and "seed=0,1,2" in argv
     # the shared settings and the task budget reach every algorithm alike
