@@ -495,7 +495,13 @@ def train(
                     mbrl.util.common.step_env_and_add_to_buffer(env, obs, agent, {}, replay_buffer)
                 )
                 _check_finite(float(reward), "environment reward", env_steps)
-                agent.check_real_rewards(float(reward))
+                try:
+                    agent.check_real_rewards(float(reward))
+                except ValueError as e:  # a reward_floor that held during exploration only
+                    raise UsageError(
+                        f"algorithm.bound_agent: {e} (environment step {env_steps}); fix it "
+                        "and continue with resume=true"
+                    ) from e
 
                 if (env_steps + 1) % cfg.overrides.freq_train_model == 0:
                     # --- model step: NLL + beta * -(logit C + gamma V), C and V frozen ---
