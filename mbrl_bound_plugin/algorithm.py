@@ -43,11 +43,11 @@ from mbrl_bound_plugin.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from mbrl_bound_plugin.cli import PROG
 from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.envs import UsageError
 from mbrl_bound_plugin.model import BoundTransitionRewardModel
 
-PROG = "mbrl-bound"
 BOUND_LOG_FORMAT = mbpo.MBPO_LOG_FORMAT + [
     ("disc_accuracy", "DACC", "float"),
     ("kl_estimate", "KL", "float"),
@@ -390,6 +390,15 @@ def train(
     torch_generators = {"model_env": torch_generator, "discriminator": disc_generator}
     envs = {"env": env, "test_env": test_env}
 
+    def hand_discriminator_to_players() -> None:
+        agent.set_discriminator(discriminator)
+        dynamics_model.set_bound_critics(
+            discriminator,
+            agent.value,
+            agent.gamma,
+            frozen=(agent.sac_agent.policy, agent.sac_agent.critic),
+        )
+
     def write_checkpoint() -> pathlib.Path:
         state = {
             "meta": {
@@ -446,13 +455,7 @@ def train(
         disc_stats = saved["disc_stats"]
         discriminator_ready = saved["discriminator_ready"]
         if discriminator_ready:
-            agent.set_discriminator(discriminator)
-            dynamics_model.set_bound_critics(
-                discriminator,
-                agent.value,
-                agent.gamma,
-                frozen=(agent.sac_agent.policy, agent.sac_agent.critic),
-            )
+            hand_discriminator_to_players()
         run_state.restore_logger(logger, saved["logs"])
         run_state.restore_rng(saved["rng"], numpy_generators, torch_generators, envs)
         if not silent:
@@ -526,15 +529,9 @@ def train(
                         disc_generator,
                     )
                     _check_finite(disc_stats["disc_loss"], "discriminator loss", env_steps)
-                    discriminator_ready = True
                     # From here on, SAC batches and the next model step use this discriminator.
-                    agent.set_discriminator(discriminator)
-                    dynamics_model.set_bound_critics(
-                        discriminator,
-                        agent.value,
-                        agent.gamma,
-                        frozen=(agent.sac_agent.policy, agent.sac_agent.critic),
-                    )
+                    discriminator_ready = True
+                    hand_discriminator_to_players()
 
                     # --- branched model rollouts into the SAC buffer (MBPO) ---
                     mbpo.rollout_model_and_populate_sac_buffer(
