@@ -503,7 +503,7 @@ def train(
                 except ValueError as e:  # a reward_floor that held during exploration only
                     raise UsageError(
                         f"algorithm.bound_agent: {e} (environment step {env_steps}); fix it "
-                        "and continue with resume=true"
+                        f"and continue with resume=true hydra.run.dir={work_dir}"
                     ) from e
 
                 if (env_steps + 1) % cfg.overrides.freq_train_model == 0:

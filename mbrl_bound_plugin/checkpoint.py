@@ -173,5 +173,5 @@ class RunInterrupted(RuntimeError):
         name = signal.Signals(signum).name
         super().__init__(
             f"{name} at environment step {env_steps}; checkpoint {path} written, "
-            "continue with resume=true"
+            f"continue with resume=true hydra.run.dir={path.parent.parent}"
         )

@@ -220,3 +220,29 @@ def test_rng_round_trip_replays_every_stream():
     first = draw()
     run_state.restore_rng(saved, numpy_gen, torch_gen, {"env": env})
     assert draw() == first
+
+
+def test_sigterm_is_left_to_a_framework_that_already_handles_it():
+    import signal
+
+    from mbrl_bound_plugin.algorithm import _catch_sigterm
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    received, restore = _catch_sigterm()
+    try:
+        signal.raise_signal(signal.SIGTERM)  # recorded, not fatal
+        assert received == [signal.SIGTERM]
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def framework(*_args):  # e.g. submitit's "bypass" handler
+        pass
+
+    signal.signal(signal.SIGTERM, framework)
+    try:
+        received, restore = _catch_sigterm()
+        restore()
+        assert signal.getsignal(signal.SIGTERM) is framework
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

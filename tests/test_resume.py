@@ -152,7 +152,8 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_completes_the_run(tmp_path, re
     proc = mbrl_bound(run_dir, *RUN, fault=("term-at-step", EXPLORATION + 150))
     assert proc.returncode == 128 + 15, proc.stderr[-3000:]
     line = one_line_error(proc)
-    assert "SIGTERM at environment step 150" in line and "resume=true" in line
+    assert "SIGTERM at environment step 150" in line
+    assert f"resume=true hydra.run.dir={run_dir}" in line  # the command to continue
     found = list_checkpoints(run_dir / "checkpoints")
     assert [p.name for p in found] == ["step_000000150.ckpt"]
     assert load_checkpoint(found[0])["replay_buffer"]["num_stored"] == EXPLORATION + 150
@@ -236,6 +237,14 @@ def test_a_checkpoint_of_another_observation_shape_is_refused(copied_run):
 def test_a_checkpoint_of_another_network_size_is_refused(copied_run):
     line = _refused(copied_run, *RUN, "dynamics_model.hid_size=64", "resume=true")
     assert "step_000000200.ckpt" in line and "does not fit" in line
+
+
+@pytest.mark.parametrize(
+    "setting", ["checkpoint.keep=0", "checkpoint.every_epochs=0", "resume=maybe"]
+)
+def test_invalid_checkpoint_settings_are_refused(tmp_path, setting):
+    line = _refused(tmp_path / "run", *RUN, setting)
+    assert setting.split("=")[0].split(".")[-1] in line
 
 
 def test_resume_with_another_algorithm_is_refused(copied_run):
