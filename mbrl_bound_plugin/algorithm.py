@@ -15,7 +15,7 @@ import pathlib
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -243,24 +243,35 @@ def _check_resumable(saved: Mapping[str, Any], path: pathlib.Path, identity: dic
             )
 
 
-def _catch_sigterm() -> tuple[list[int], Callable[[], Any]]:
-    """Records SIGTERM instead of dying, so the loop can checkpoint and stop cleanly.
+class _SigtermWatch:
+    """Turns SIGTERM into a checkpoint at the end of the current environment step.
 
-    Left alone where another framework already handles SIGTERM (submitit, which
-    requeues on its own signal) or outside the main thread.
-
-    Returns:
-        The list the received signal numbers are appended to, and a function that
-        puts the default handler back.
+    Installed in the main thread only. With Python's default handler in place (a plain
+    run), the loop then stops with :class:`RunInterrupted`. Where a framework already
+    handles SIGTERM (submitit logs and ignores it, and requeues on its own signal), its
+    handler runs after the checkpoint and the run goes on: the framework decides when
+    the process ends. An ignored SIGTERM (``SIG_IGN``) stays ignored.
     """
-    received: list[int] = []
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        return received, lambda: None
-    signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
-    return received, lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._installed = threading.current_thread() is threading.main_thread()
+        self._previous = signal.getsignal(signal.SIGTERM) if self._installed else None
+        self._installed = self._installed and self._previous is not signal.SIG_IGN
+        self.stops_run = self._previous is signal.SIG_DFL
+        if self._installed:
+            signal.signal(signal.SIGTERM, lambda signum, _frame: self.received.append(signum))
+
+    def pass_on(self) -> None:
+        """Hands the recorded signals to the framework's handler, then forgets them."""
+        signals, self.received[:] = list(self.received), []
+        for signum in signals:
+            if callable(self._previous):
+                self._previous(signum, None)
+
+    def restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def train(
@@ -475,7 +486,7 @@ def train(
         disable=silent,
         leave=False,
     )
-    received, restore_sigterm = _catch_sigterm()
+    sigterm = _SigtermWatch()
     try:
         while env_steps < cfg.overrides.num_steps:
             rollout_length = int(
@@ -595,9 +606,12 @@ def train(
                 progress.update(1)
                 obs = next_obs
                 # ------ checkpoint: every `every_epochs` epochs, and on SIGTERM ------
-                if received:
-                    raise RunInterrupted(received[0], env_steps, write_checkpoint())
-                if env_steps % (ckpt_every * cfg.overrides.epoch_length) == 0:
+                if sigterm.received:
+                    path = write_checkpoint()
+                    if sigterm.stops_run:
+                        raise RunInterrupted(sigterm.received[0], env_steps, path)
+                    sigterm.pass_on()
+                elif env_steps % (ckpt_every * cfg.overrides.epoch_length) == 0:
                     write_checkpoint()
     except NumericalError:
         # stop with a one-line error, keeping what mbrl keeps: the model and the data
@@ -605,6 +619,6 @@ def train(
         replay_buffer.save(work_dir)
         raise
     finally:
-        restore_sigterm()
+        sigterm.restore()
         progress.close()
     return np.float32(best_eval_reward)

@@ -6,6 +6,8 @@ FAULT is one of:
 
 - ``kill-at-step`` / ``term-at-step``: SIGKILL / SIGTERM this process right after the
   N-th environment step (counting the initial exploration steps);
+- ``term-at-step-with-handler``: the same SIGTERM, with a SIGTERM handler installed
+  beforehand that only reports being called (like submitit's, which ignores SIGTERM);
 - ``kill-in-write``: during the N-th checkpoint write, write half of the file, then
   SIGKILL this process (what is on disk when a kill lands mid-write);
 - ``full-disk-at-write``: the N-th checkpoint write goes to ``/dev/full``, which fails
@@ -32,9 +34,13 @@ def main() -> None:
     n = int(n)
     calls = 0
 
-    if fault in ("kill-at-step", "term-at-step"):
+    if fault in ("kill-at-step", "term-at-step", "term-at-step-with-handler"):
         step = mbrl.util.common.step_env_and_add_to_buffer
         sig = signal.SIGKILL if fault == "kill-at-step" else signal.SIGTERM
+        if fault == "term-at-step-with-handler":
+            signal.signal(
+                signal.SIGTERM, lambda *_: print("framework handler called", file=sys.stderr)
+            )
 
         def step_then_signal(*args, **kwargs):
             nonlocal calls

@@ -222,27 +222,35 @@ def test_rng_round_trip_replays_every_stream():
     assert draw() == first
 
 
-def test_sigterm_is_left_to_a_framework_that_already_handles_it():
+def test_sigterm_watch_records_and_chains_to_a_framework_handler():
     import signal
 
-    from mbrl_bound_plugin.algorithm import _catch_sigterm
+    from mbrl_bound_plugin.algorithm import _SigtermWatch
 
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    received, restore = _catch_sigterm()
+    watch = _SigtermWatch()
     try:
         signal.raise_signal(signal.SIGTERM)  # recorded, not fatal
-        assert received == [signal.SIGTERM]
+        assert watch.received == [signal.SIGTERM] and watch.stops_run
     finally:
-        restore()
+        watch.restore()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
-    def framework(*_args):  # e.g. submitit's "bypass" handler
-        pass
-
-    signal.signal(signal.SIGTERM, framework)
+    calls = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: calls.append(signum))  # a framework's
     try:
-        received, restore = _catch_sigterm()
-        restore()
-        assert signal.getsignal(signal.SIGTERM) is framework
+        watch = _SigtermWatch()
+        signal.raise_signal(signal.SIGTERM)
+        assert watch.received == [signal.SIGTERM] and not watch.stops_run
+        assert calls == []  # the framework hears of it only after the checkpoint
+        watch.pass_on()
+        assert calls == [signal.SIGTERM] and watch.received == []
+        watch.restore()
+        signal.raise_signal(signal.SIGTERM)
+        assert calls == [signal.SIGTERM] * 2  # its own handler is back
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        watch = _SigtermWatch()  # an ignored SIGTERM stays ignored
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        watch.restore()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -172,6 +172,23 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_completes_the_run(tmp_path, re
     assert len(np.load(run_dir / "replay_buffer.npz")["obs"]) == EXPLORATION + 300
 
 
+def test_sigterm_under_a_framework_handler_checkpoints_and_goes_on(tmp_path, reference):
+    # submitit installs its own SIGTERM handler (it ignores SIGTERM and requeues on USR2)
+    run_dir = tmp_path / "run"
+    proc = mbrl_bound(
+        run_dir,
+        *RUN,
+        "checkpoint.keep=5",
+        fault=("term-at-step-with-handler", EXPLORATION + 150),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("framework handler called") == 1
+    found = [p.name for p in list_checkpoints(run_dir / "checkpoints")]
+    assert found == [f"step_{s:09d}.ckpt" for s in (100, 150, 200, 300)]
+    # writing a checkpoint draws no random number: the run is the uninterrupted one
+    assert read_bytes(run_dir, "results.csv") == read_bytes(reference, "results.csv")
+
+
 def test_full_disk_during_a_checkpoint_stops_with_the_previous_one_intact(tmp_path):
     run_dir = tmp_path / "run"
     proc = mbrl_bound(run_dir, *RUN, fault=("full-disk-at-write", 2))
