@@ -12,9 +12,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import signal
 import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,9 +36,14 @@ from mbrl_bound_plugin import run_state
 from mbrl_bound_plugin.agent import BoundSACAgent, NumericalError
 from mbrl_bound_plugin.checkpoint import (
     RunInterrupted,
+    SigtermWatch,
+    changed_settings,
+    check_resumable,
     checkpoint_dir,
-    latest_checkpoint,
+    config_dict,
+    find_resume_checkpoint,
     load_checkpoint,
+    run_identity,
     save_checkpoint,
 )
 from mbrl_bound_plugin.cli import PROG
@@ -156,124 +159,6 @@ def discriminator_step(
     return discriminator.fit(obs, act, batch.next_obs, model_next_obs, generator=generator)
 
 
-RESUME_CHOICES = (False, True, "auto")
-
-
-def find_resume_checkpoint(resume: Any, directory: pathlib.Path) -> pathlib.Path | None:
-    """The checkpoint a run continues from, or ``None`` for a fresh start.
-
-    Args:
-        resume: ``cfg.resume``: ``false`` (fresh start), ``true`` (continue; a
-            checkpoint must exist) or ``auto`` (continue if there is one, as a requeued
-            SLURM job wants).
-        directory: the run's checkpoint directory.
-
-    Raises:
-        UsageError: an invalid ``resume``; ``resume=true`` without a checkpoint; or
-            ``resume=false`` where an earlier run left checkpoints (starting afresh
-            would overwrite its logs and checkpoints).
-    """
-    if resume not in RESUME_CHOICES or isinstance(resume, int) and not isinstance(resume, bool):
-        raise UsageError(f"resume={resume!r}; use true, false or auto")
-    found = latest_checkpoint(directory)
-    if resume is True and found is None:
-        raise UsageError(
-            f"resume=true but {directory} holds no checkpoint; pass the run's directory "
-            "as hydra.run.dir=..., or drop resume=true to start afresh"
-        )
-    if resume is False and found is not None:
-        raise UsageError(
-            f"{found} is a checkpoint of an earlier run in this directory; pass resume=true "
-            "to continue it, or another hydra.run.dir to start afresh"
-        )
-    return found
-
-
-def _config_dict(cfg: omegaconf.DictConfig) -> dict[str, Any]:
-    """The config as plain data; sections that do not resolve (e.g. the PETS-only
-    ``action_optimizer`` under MBPO overrides) are kept unresolved."""
-    out: dict[str, Any] = {}
-    for key in cfg:
-        node = cfg._get_node(key)
-        if not isinstance(node, omegaconf.DictConfig | omegaconf.ListConfig):
-            out[key] = cfg.get(key)
-            continue
-        try:
-            out[key] = omegaconf.OmegaConf.to_container(node, resolve=True)
-        except omegaconf.errors.OmegaConfBaseException:
-            out[key] = omegaconf.OmegaConf.to_container(node, resolve=False)
-    return out
-
-
-def _run_identity(cfg: omegaconf.DictConfig, env: gym.Env) -> dict[str, Any]:
-    """What a checkpoint must share with the run that loads it."""
-    return {
-        "obs_shape": list(env.observation_space.shape),
-        "act_shape": list(env.action_space.shape),
-        "algorithm": str(cfg.algorithm.name),
-        "env": env.spec.id if env.spec is not None else type(env.unwrapped).__name__,
-    }
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, Mapping):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat |= _flatten(value, f"{prefix}{key}.")
-        return flat
-    return {prefix[:-1]: node}
-
-
-def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``key: old -> new`` for every setting that differs (``resume`` aside)."""
-    old, new = _flatten(saved), _flatten(current)
-    keys = sorted((old.keys() | new.keys()) - {"resume"})
-    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
-
-
-def _check_resumable(saved: Mapping[str, Any], path: pathlib.Path, identity: dict) -> None:
-    meta = saved.get("meta") if isinstance(saved, Mapping) else None
-    if not isinstance(meta, Mapping) or "identity" not in meta:
-        raise UsageError(f"checkpoint {path} has no run description; it was not written by train")
-    for key, value in identity.items():
-        if meta["identity"].get(key) != value:
-            raise UsageError(
-                f"checkpoint {path} was written with {key}={meta['identity'].get(key)}, "
-                f"but this run has {key}={value}"
-            )
-
-
-class _SigtermWatch:
-    """Turns SIGTERM into a checkpoint at the end of the current environment step.
-
-    Installed in the main thread only. With Python's default handler in place (a plain
-    run), the loop then stops with :class:`RunInterrupted`. Where a framework already
-    handles SIGTERM (submitit logs and ignores it, and requeues on its own signal), its
-    handler runs after the checkpoint and the run goes on: the framework decides when
-    the process ends. An ignored SIGTERM (``SIG_IGN``) stays ignored.
-    """
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-        self._installed = threading.current_thread() is threading.main_thread()
-        self._previous = signal.getsignal(signal.SIGTERM) if self._installed else None
-        self._installed = self._installed and self._previous is not signal.SIG_IGN
-        self.stops_run = self._previous is signal.SIG_DFL
-        if self._installed:
-            signal.signal(signal.SIGTERM, lambda signum, _frame: self.received.append(signum))
-
-    def pass_on(self) -> None:
-        """Hands the recorded signals to the framework's handler, then forgets them."""
-        signals, self.received[:] = list(self.received), []
-        for signum in signals:
-            if callable(self._previous):
-                self._previous(signum, None)
-
-    def restore(self) -> None:
-        if self._installed:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
 def train(
     env: gym.Env,
     test_env: gym.Env,
@@ -318,12 +203,12 @@ def train(
             f"checkpoint.keep={ckpt_keep} and checkpoint.every_epochs={ckpt_every} must be >= 1"
         )
     ckpt_dir = checkpoint_dir(work_dir)
-    identity = _run_identity(cfg, env)
+    identity = run_identity(cfg, env)
     resume_path = find_resume_checkpoint(cfg.get("resume", False), ckpt_dir)
     saved = None
     if resume_path is not None:
         saved = load_checkpoint(resume_path)
-        _check_resumable(saved, resume_path, identity)
+        check_resumable(saved, resume_path, identity)
 
     logger = mbrl.util.Logger(work_dir, enable_back_compatible=True)
     logger.register_group(
@@ -414,7 +299,7 @@ def train(
         state = {
             "meta": {
                 "identity": identity,
-                "config": _config_dict(cfg),
+                "config": config_dict(cfg),
                 "env_steps": env_steps,
                 "epoch": epoch,
             },
@@ -470,7 +355,7 @@ def train(
         run_state.restore_logger(logger, saved["logs"])
         run_state.restore_rng(saved["rng"], numpy_generators, torch_generators, envs)
         if not silent:
-            changes = changed_settings(saved["meta"]["config"], _config_dict(cfg))
+            changes = changed_settings(saved["meta"]["config"], config_dict(cfg))
             print(
                 f"{PROG}: resuming from {resume_path} (environment step {env_steps})"
                 + (f"; changed settings: {'; '.join(changes)}" if changes else ""),
@@ -486,7 +371,7 @@ def train(
         disable=silent,
         leave=False,
     )
-    sigterm = _SigtermWatch()
+    sigterm = SigtermWatch()
     try:
         while env_steps < cfg.overrides.num_steps:
             rollout_length = int(

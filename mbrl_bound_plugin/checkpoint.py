@@ -11,7 +11,9 @@ over the target (``os.replace``, atomic on POSIX), so a kill at any point leaves
 the old set of checkpoints or the new one, never a partial ``.ckpt``. Reading checks the
 magic line, the length and the digest before unpickling, so a truncated or altered file
 is refused instead of half-loaded. What the state dict holds is decided by the training
-code (:mod:`mbrl_bound_plugin.run_state`); this module knows only files.
+code (:mod:`mbrl_bound_plugin.run_state`); this module knows files, which checkpoint a
+run may continue from (:func:`find_resume_checkpoint`, :func:`check_resumable`), and when
+a signal asks for one (:class:`SigtermWatch`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ import os
 import pathlib
 import re
 import signal
+import threading
+from collections.abc import Mapping
 from typing import Any
 
+import gymnasium as gym
+import omegaconf
 import torch
 
 from mbrl_bound_plugin.envs import UsageError
@@ -175,3 +181,124 @@ class RunInterrupted(RuntimeError):
             f"{name} at environment step {env_steps}; checkpoint {path} written, "
             f"continue with resume=true hydra.run.dir={path.parent.parent}"
         )
+
+
+# ------------------------------------------------- which checkpoint a run continues
+
+
+RESUME_CHOICES = (False, True, "auto")
+
+
+def find_resume_checkpoint(resume: Any, directory: pathlib.Path) -> pathlib.Path | None:
+    """The checkpoint a run continues from, or ``None`` for a fresh start.
+
+    Args:
+        resume: ``cfg.resume``: ``false`` (fresh start), ``true`` (continue; a
+            checkpoint must exist) or ``auto`` (continue if there is one, as a requeued
+            SLURM job wants).
+        directory: the run's checkpoint directory.
+
+    Raises:
+        UsageError: an invalid ``resume``; ``resume=true`` without a checkpoint; or
+            ``resume=false`` where an earlier run left checkpoints (starting afresh
+            would overwrite its logs and checkpoints).
+    """
+    if resume not in RESUME_CHOICES or isinstance(resume, int) and not isinstance(resume, bool):
+        raise UsageError(f"resume={resume!r}; use true, false or auto")
+    found = latest_checkpoint(directory)
+    if resume is True and found is None:
+        raise UsageError(
+            f"resume=true but {directory} holds no checkpoint; pass the run's directory "
+            "as hydra.run.dir=..., or drop resume=true to start afresh"
+        )
+    if resume is False and found is not None:
+        raise UsageError(
+            f"{found} is a checkpoint of an earlier run in this directory; pass resume=true "
+            "to continue it, or another hydra.run.dir to start afresh"
+        )
+    return found
+
+
+def config_dict(cfg: omegaconf.DictConfig) -> dict[str, Any]:
+    """The config as plain data; sections that do not resolve (e.g. the PETS-only
+    ``action_optimizer`` under MBPO overrides) are kept unresolved."""
+    out: dict[str, Any] = {}
+    for key in cfg:
+        node = cfg._get_node(key)
+        if not isinstance(node, omegaconf.DictConfig | omegaconf.ListConfig):
+            out[key] = cfg.get(key)
+            continue
+        try:
+            out[key] = omegaconf.OmegaConf.to_container(node, resolve=True)
+        except omegaconf.errors.OmegaConfBaseException:
+            out[key] = omegaconf.OmegaConf.to_container(node, resolve=False)
+    return out
+
+
+def run_identity(cfg: omegaconf.DictConfig, env: gym.Env) -> dict[str, Any]:
+    """What a checkpoint must share with the run that loads it."""
+    return {
+        "obs_shape": list(env.observation_space.shape),
+        "act_shape": list(env.action_space.shape),
+        "algorithm": str(cfg.algorithm.name),
+        "env": env.spec.id if env.spec is not None else type(env.unwrapped).__name__,
+    }
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat |= _flatten(value, f"{prefix}{key}.")
+        return flat
+    return {prefix[:-1]: node}
+
+
+def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every setting that differs (``resume`` aside)."""
+    old, new = _flatten(saved), _flatten(current)
+    keys = sorted((old.keys() | new.keys()) - {"resume"})
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+
+def check_resumable(saved: Mapping[str, Any], path: pathlib.Path, identity: dict) -> None:
+    meta = saved.get("meta") if isinstance(saved, Mapping) else None
+    if not isinstance(meta, Mapping) or "identity" not in meta:
+        raise UsageError(f"checkpoint {path} has no run description; it was not written by train")
+    for key, value in identity.items():
+        if meta["identity"].get(key) != value:
+            raise UsageError(
+                f"checkpoint {path} was written with {key}={meta['identity'].get(key)}, "
+                f"but this run has {key}={value}"
+            )
+
+
+class SigtermWatch:
+    """Turns SIGTERM into a checkpoint at the end of the current environment step.
+
+    Installed in the main thread only. With Python's default handler in place (a plain
+    run), the loop then stops with :class:`RunInterrupted`. Where a framework already
+    handles SIGTERM (submitit logs and ignores it, and requeues on its own signal), its
+    handler runs after the checkpoint and the run goes on: the framework decides when
+    the process ends. An ignored SIGTERM (``SIG_IGN``) stays ignored.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._installed = threading.current_thread() is threading.main_thread()
+        self._previous = signal.getsignal(signal.SIGTERM) if self._installed else None
+        self._installed = self._installed and self._previous is not signal.SIG_IGN
+        self.stops_run = self._previous is signal.SIG_DFL
+        if self._installed:
+            signal.signal(signal.SIGTERM, lambda signum, _frame: self.received.append(signum))
+
+    def pass_on(self) -> None:
+        """Hands the recorded signals to the framework's handler, then forgets them."""
+        signals, self.received[:] = list(self.received), []
+        for signum in signals:
+            if callable(self._previous):
+                self._previous(signum, None)
+
+    def restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)

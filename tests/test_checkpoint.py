@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import random
+import signal
 
 import mbrl.util
 import numpy as np
@@ -11,9 +12,11 @@ import pytest
 import torch
 
 from mbrl_bound_plugin import run_state
-from mbrl_bound_plugin.algorithm import changed_settings, find_resume_checkpoint
 from mbrl_bound_plugin.checkpoint import (
     CheckpointWriteError,
+    SigtermWatch,
+    changed_settings,
+    find_resume_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -223,12 +226,8 @@ def test_rng_round_trip_replays_every_stream():
 
 
 def test_sigterm_watch_records_and_chains_to_a_framework_handler():
-    import signal
-
-    from mbrl_bound_plugin.algorithm import _SigtermWatch
-
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    watch = _SigtermWatch()
+    watch = SigtermWatch()
     try:
         signal.raise_signal(signal.SIGTERM)  # recorded, not fatal
         assert watch.received == [signal.SIGTERM] and watch.stops_run
@@ -239,7 +238,7 @@ def test_sigterm_watch_records_and_chains_to_a_framework_handler():
     calls = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: calls.append(signum))  # a framework's
     try:
-        watch = _SigtermWatch()
+        watch = SigtermWatch()
         signal.raise_signal(signal.SIGTERM)
         assert watch.received == [signal.SIGTERM] and not watch.stops_run
         assert calls == []  # the framework hears of it only after the checkpoint
@@ -249,7 +248,7 @@ def test_sigterm_watch_records_and_chains_to_a_framework_handler():
         signal.raise_signal(signal.SIGTERM)
         assert calls == [signal.SIGTERM] * 2  # its own handler is back
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        watch = _SigtermWatch()  # an ignored SIGTERM stays ignored
+        watch = SigtermWatch()  # an ignored SIGTERM stays ignored
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
         watch.restore()
     finally:
