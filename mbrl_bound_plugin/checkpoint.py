@@ -220,8 +220,11 @@ def find_resume_checkpoint(resume: Any, directory: pathlib.Path) -> pathlib.Path
 
 
 def config_dict(cfg: omegaconf.DictConfig) -> dict[str, Any]:
-    """The config as plain data; sections that do not resolve (e.g. the PETS-only
-    ``action_optimizer`` under MBPO overrides) are kept unresolved."""
+    """The config as plain data, for the checkpoint and :func:`changed_settings`.
+
+    Sections that do not resolve (e.g. the PETS-only ``action_optimizer`` under MBPO
+    overrides) are kept unresolved.
+    """
     out: dict[str, Any] = {}
     for key in cfg:
         node = cfg._get_node(key)
@@ -262,6 +265,11 @@ def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
 
 
 def check_resumable(saved: Mapping[str, Any], path: pathlib.Path, identity: dict) -> None:
+    """Refuses a checkpoint whose :func:`run_identity` differs from this run's.
+
+    Raises:
+        UsageError: naming the file and the first differing item.
+    """
     meta = saved.get("meta") if isinstance(saved, Mapping) else None
     if not isinstance(meta, Mapping) or "identity" not in meta:
         raise UsageError(f"checkpoint {path} has no run description; it was not written by train")
@@ -287,7 +295,8 @@ class SigtermWatch:
         self.received: list[int] = []
         self._installed = threading.current_thread() is threading.main_thread()
         self._previous = signal.getsignal(signal.SIGTERM) if self._installed else None
-        self._installed = self._installed and self._previous is not signal.SIG_IGN
+        # (None: a handler not set from Python, which could not be put back)
+        self._installed = self._installed and self._previous not in (signal.SIG_IGN, None)
         self.stops_run = self._previous is signal.SIG_DFL
         if self._installed:
             signal.signal(signal.SIGTERM, lambda signum, _frame: self.received.append(signum))
@@ -300,5 +309,6 @@ class SigtermWatch:
                 self._previous(signum, None)
 
     def restore(self) -> None:
+        """Puts the previous SIGTERM handler back."""
         if self._installed:
             signal.signal(signal.SIGTERM, self._previous)
