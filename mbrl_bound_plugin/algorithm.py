@@ -196,12 +196,10 @@ def train(
 
     work_dir = work_dir or os.getcwd()
     ckpt_cfg = cfg.get("checkpoint", None) or {}
-    ckpt_keep = int(ckpt_cfg.get("keep", 1))
-    ckpt_every = int(ckpt_cfg.get("every_epochs", 1))
-    if ckpt_keep < 1 or ckpt_every < 1:
-        raise UsageError(
-            f"checkpoint.keep={ckpt_keep} and checkpoint.every_epochs={ckpt_every} must be >= 1"
-        )
+    ckpt_keep, ckpt_every = ckpt_cfg.get("keep", 1), ckpt_cfg.get("every_epochs", 1)
+    for key, value in (("keep", ckpt_keep), ("every_epochs", ckpt_every)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"checkpoint.{key}={value!r} must be an integer >= 1")
     ckpt_dir = checkpoint_dir(work_dir)
     identity = run_identity(cfg, env)
     resume_path = find_resume_checkpoint(cfg.get("resume", False), ckpt_dir)

@@ -257,7 +257,8 @@ def test_a_checkpoint_of_another_network_size_is_refused(copied_run):
 
 
 @pytest.mark.parametrize(
-    "setting", ["checkpoint.keep=0", "checkpoint.every_epochs=0", "resume=maybe"]
+    "setting",
+    ["checkpoint.keep=0", "checkpoint.every_epochs=0", "checkpoint.keep=two", "resume=maybe"],
 )
 def test_invalid_checkpoint_settings_are_refused(tmp_path, setting):
     line = _refused(tmp_path / "run", *RUN, setting)
