@@ -141,7 +141,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, refe
     partial = ckpt_dir / "step_000000200.ckpt.tmp"
     assert partial.is_file() and 0 < partial.stat().st_size
 
-    proc = mbrl_bound(run_dir, *RUN, "resume=true")
+    proc = mbrl_bound(run_dir, *RUN, "resume=auto")  # what a requeued SLURM job passes
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_resumed_as_reference(run_dir, reference)
     assert not partial.exists()
