@@ -202,6 +202,7 @@ def train(
             raise UsageError(f"checkpoint.{key}={value!r} must be an integer >= 1")
     ckpt_dir = checkpoint_dir(work_dir)
     identity = run_identity(cfg, env)
+    run_config = config_dict(cfg)  # (the config does not change during a run)
     resume_path = find_resume_checkpoint(cfg.get("resume", False), ckpt_dir)
     saved = None
     if resume_path is not None:
@@ -295,12 +296,7 @@ def train(
 
     def write_checkpoint() -> pathlib.Path:
         state = {
-            "meta": {
-                "identity": identity,
-                "config": config_dict(cfg),
-                "env_steps": env_steps,
-                "epoch": epoch,
-            },
+            "meta": {"identity": identity, "config": run_config},
             "counters": {
                 "env_steps": env_steps,
                 "epoch": epoch,
@@ -353,7 +349,7 @@ def train(
         run_state.restore_logger(logger, saved["logs"])
         run_state.restore_rng(saved["rng"], numpy_generators, torch_generators, envs)
         if not silent:
-            changes = changed_settings(saved["meta"]["config"], config_dict(cfg))
+            changes = changed_settings(saved["meta"]["config"], run_config)
             print(
                 f"{PROG}: resuming from {resume_path} (environment step {env_steps})"
                 + (f"; changed settings: {'; '.join(changes)}" if changes else ""),
