@@ -93,22 +93,15 @@ def test_bad_task_on_the_command_line_is_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("launcher", ["mbrl_bound_slurm", "mbrl_bound_joblib"])
-def test_launcher_configs_resolve(launcher, tmp_path):
+def test_launcher_configs_resolve(launcher, run_cli):
     """`--cfg hydra` with the shipped launcher configs selected (SLURM is compose-only)."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbrl_bound_plugin",
-            "--cfg",
-            "hydra",
-            f"hydra/launcher={launcher}",
-            "algorithm=bound",
-            "overrides=mbpo_inv_pendulum_v5",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "--cfg",
+        "hydra",
+        f"hydra/launcher={launcher}",
+        "algorithm=bound",
+        "overrides=mbpo_inv_pendulum_v5",
+        root=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     target = "SlurmLauncher" if "slurm" in launcher else "JoblibLauncher"
