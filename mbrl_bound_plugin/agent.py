@@ -14,10 +14,7 @@ import torch
 from mbrl.planning.sac_wrapper import SACAgent
 
 from mbrl_bound_plugin import bound, run_state
-
-
-class NumericalError(RuntimeError):
-    """A NaN or inf in a loss or reward; the message names the component."""
+from mbrl_bound_plugin.errors import NumericalError
 
 
 class _AugmentedSampler:
@@ -117,7 +114,7 @@ class BoundSACAgent(SACAgent):
             reward_t, logit, self.mode, self.gamma, self.lam, self.clip, self.reward_floor
         )
         if not torch.isfinite(rt).all():
-            raise NumericalError("augmented reward")
+            raise NumericalError("augmented reward is not finite")
         self._reward_sum += rt.sum().item()
         self._reward_count += rt.numel()
         return rt
@@ -134,7 +131,7 @@ class BoundSACAgent(SACAgent):
             _AugmentedSampler(buffer, self), batch_size, updates, logger, reverse_mask=True
         )
         if not np.isfinite(losses).all():
-            raise NumericalError("SAC loss (critic, actor or temperature)")
+            raise NumericalError("SAC loss (critic, actor or temperature) is not finite")
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """``V(s) = E_{a~pi}[min(Q1, Q2)(s, a) - alpha log pi(a|s)]`` (one reparameterized a).
@@ -161,14 +158,14 @@ class BoundSACAgent(SACAgent):
         self._reward_sum, self._reward_count = 0.0, 0
         return mean
 
-    def training_state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """SAC's networks, optimizers and temperature, and the pending bound-reward mean."""
         return {
-            "sac": run_state.sac_state(self.sac_agent),
+            "sac": run_state.state_dict(self.sac_agent),
             "bound_reward": (self._reward_sum, self._reward_count),
         }
 
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        """Loads :meth:`training_state` into an agent of the same configuration."""
-        run_state.restore_sac(self.sac_agent, state["sac"])
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Loads :meth:`state_dict` into an agent of the same configuration."""
+        run_state.load_state_dict(self.sac_agent, state["sac"])
         self._reward_sum, self._reward_count = state["bound_reward"]

@@ -10,10 +10,11 @@ Writing goes to ``<name>.tmp`` beside the target, is flushed and fsync'ed, then 
 over the target (``os.replace``, atomic on POSIX), so a kill at any point leaves either
 the old set of checkpoints or the new one, never a partial ``.ckpt``. Reading checks the
 magic line, the length and the digest before unpickling, so a truncated or altered file
-is refused instead of half-loaded. What the state dict holds is decided by the training
-code (:mod:`mbrl_bound_plugin.run_state`); this module knows files, which checkpoint a
-run may continue from (:func:`find_resume_checkpoint`, :func:`check_resumable`), and when
-a signal asks for one (:class:`SigtermWatch`).
+is refused instead of half-loaded. The payload is ``{"meta": ..., "run": run.state_dict()}``:
+what a run holds is :class:`~mbrl_bound_plugin.run.BoundRun`'s business. This module knows
+files, which checkpoint a run may continue from (:func:`find_resume_checkpoint`,
+:func:`check_resumable`), when a signal asks for one (:class:`SigtermWatch`), and puts
+them together in :class:`Checkpointer`, the one object the training loop talks to.
 """
 
 from __future__ import annotations
@@ -25,24 +26,24 @@ import os
 import pathlib
 import re
 import signal
+import sys
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import omegaconf
 import torch
 
-from mbrl_bound_plugin.envs import UsageError
+from mbrl_bound_plugin.errors import PROG, CheckpointWriteError, RunInterrupted, UsageError
+
+if TYPE_CHECKING:
+    from mbrl_bound_plugin.run import BoundRun
 
 MAGIC = b"MBRL-BOUND-CHECKPOINT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the payload is {"meta", "run": BoundRun.state_dict()}
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
-
-
-class CheckpointWriteError(RuntimeError):
-    """A checkpoint could not be written (full disk, no permission, ...)."""
 
 
 def checkpoint_dir(work_dir: str | os.PathLike) -> pathlib.Path:
@@ -169,18 +170,6 @@ def load_checkpoint(path: pathlib.Path) -> dict[str, Any]:
     # The digest rules out accidents, not tampering: like any torch pickle, load only
     # checkpoints that your own runs wrote.
     return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
-
-
-class RunInterrupted(RuntimeError):
-    """The run stopped on a signal (SIGTERM) after writing a checkpoint."""
-
-    def __init__(self, signum: int, env_steps: int, path: pathlib.Path):
-        self.signum = signum
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"{name} at environment step {env_steps}; checkpoint {path} written, "
-            f"continue with resume=true hydra.run.dir={path.parent.parent}"
-        )
 
 
 # ------------------------------------------------- which checkpoint a run continues
@@ -312,3 +301,104 @@ class SigtermWatch:
         """Puts the previous SIGTERM handler back."""
         if self._installed:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+def _positive_int(section: Any, key: str) -> int:
+    value = section.get(key, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"checkpoint.{key}={value!r} must be an integer >= 1")
+    return value
+
+
+class Checkpointer:
+    """When and where a run saves itself, and the checkpoint it continues from.
+
+    Made before the run's components, so that every setting is checked once and a
+    checkpoint that cannot be continued is refused before anything is written. Use it as
+    a context manager around the training loop: inside, SIGTERM is watched
+    (:class:`SigtermWatch`) and :meth:`after_step` acts on it.
+
+    Args:
+        work_dir: the run directory; checkpoints go to ``work_dir/checkpoints``.
+        cfg: the run's configuration (``checkpoint.keep``, ``checkpoint.every_epochs``,
+            ``resume`` and ``overrides.epoch_length`` are read).
+        env: the run's environment (its shapes and id identify the run).
+
+    Raises:
+        UsageError: invalid settings; ``resume`` rules (:func:`find_resume_checkpoint`);
+            a damaged checkpoint or one of another run (:func:`check_resumable`).
+    """
+
+    def __init__(self, work_dir: str | os.PathLike, cfg: omegaconf.DictConfig, env: gym.Env):
+        settings = cfg.get("checkpoint", None) or {}
+        self.keep = _positive_int(settings, "keep")
+        self.every_steps = _positive_int(settings, "every_epochs") * cfg.overrides.epoch_length
+        self.directory = checkpoint_dir(work_dir)
+        self.identity = run_identity(cfg, env)
+        self.config = config_dict(cfg)  # (the config does not change during a run)
+        self.resume_path = find_resume_checkpoint(cfg.get("resume", False), self.directory)
+        self._saved: dict[str, Any] | None = None
+        if self.resume_path is not None:
+            self._saved = load_checkpoint(self.resume_path)
+            check_resumable(self._saved, self.resume_path, self.identity)
+        self._sigterm: SigtermWatch | None = None
+
+    def restore(self, run: BoundRun) -> bool:
+        """Loads the checkpoint to continue from into ``run``, once.
+
+        Args:
+            run: a freshly built run of the same configuration.
+
+        Returns:
+            ``True`` if a checkpoint was loaded, ``False`` for a fresh start.
+
+        Raises:
+            UsageError: the checkpoint does not fit the run (e.g. other network sizes).
+        """
+        if self._saved is None:
+            return False
+        saved, self._saved = self._saved, None  # (the replay buffer's copy can be large)
+        try:
+            run.load_state_dict(saved["run"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+            raise UsageError(
+                f"checkpoint {self.resume_path} does not fit this run's configuration: {reason}"
+            ) from e
+        if not run.silent:
+            changes = changed_settings(saved["meta"]["config"], self.config)
+            print(
+                f"{PROG}: resuming from {self.resume_path} (environment step {run.env_steps})"
+                + (f"; changed settings: {'; '.join(changes)}" if changes else ""),
+                file=sys.stderr,
+            )
+        return True
+
+    def save(self, run: BoundRun) -> pathlib.Path:
+        """Writes ``run.state_dict()`` as ``step_<env steps>.ckpt``; keeps the newest ``keep``."""
+        state = {"meta": {"identity": self.identity, "config": self.config}}
+        state["run"] = run.state_dict()
+        return save_checkpoint(self.directory, run.env_steps, state, keep=self.keep)
+
+    def after_step(self, run: BoundRun) -> None:
+        """At the end of an environment step: a checkpoint on SIGTERM, and every ``every_epochs``.
+
+        Raises:
+            RunInterrupted: after the SIGTERM checkpoint, when no framework handles SIGTERM.
+        """
+        if self._sigterm is not None and self._sigterm.received:
+            path = self.save(run)
+            if self._sigterm.stops_run:
+                raise RunInterrupted(self._sigterm.received[0], run.env_steps, path)
+            self._sigterm.pass_on()
+        elif run.env_steps % self.every_steps == 0:
+            self.save(run)
+
+    def __enter__(self) -> Checkpointer:
+        self._sigterm = SigtermWatch()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._sigterm is not None:
+            self._sigterm.restore()
+            self._sigterm = None

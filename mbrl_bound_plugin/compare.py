@@ -21,15 +21,12 @@ import tqdm
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.report import ReportError, make_report
+from mbrl_bound_plugin.errors import CompareError, ReportError
+from mbrl_bound_plugin.report import make_report
 
 PROG = "mbrl-bound-compare"
 FAMILY = {"bound": "mbpo", "mbpo": "mbpo", "pets": "pets"}
 LAUNCHERS = {"joblib": "mbrl_bound_joblib", "slurm": "mbrl_bound_slurm"}
-
-
-class CompareError(Exception):
-    """Bad input to the compare command (one line, exit code 2)."""
 
 
 def load_settings(name: str) -> DictConfig:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
@@ -270,12 +269,3 @@ class Discriminator(nn.Module):
         finally:
             for p, flag in saved:
                 p.requires_grad_(flag)
-
-    def training_state(self) -> dict[str, Any]:
-        """Weights, feature statistics and the Adam state, for a checkpoint."""
-        return {"weights": self.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        """Loads :meth:`training_state` into a discriminator of the same configuration."""
-        self.load_state_dict(state["weights"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -15,9 +15,7 @@ import numpy as np
 import omegaconf
 import torch
 
-
-class UsageError(Exception):
-    """A problem with the user's input, reported as one line with exit code 2."""
+from mbrl_bound_plugin.errors import UsageError
 
 
 def box_space(

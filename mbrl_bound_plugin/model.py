@@ -213,24 +213,3 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         self._nll_history.clear()
         self._bound_history.clear()
         return stats
-
-    def training_state(self) -> dict[str, Any]:
-        """Weights, elite set, input normalizer and pending bound stats, for a checkpoint."""
-        normalizer = self.input_normalizer
-        return {
-            "weights": self.state_dict(),
-            "elite_models": getattr(self.model, "elite_models", None),
-            "normalizer": None if normalizer is None else (normalizer.mean, normalizer.std),
-            "bound_history": (list(self._nll_history), list(self._bound_history)),
-        }
-
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        """Loads :meth:`training_state` into a model of the same configuration."""
-        self.load_state_dict(state["weights"])
-        if state["elite_models"] is not None:
-            self.model.set_elite(state["elite_models"])
-        if state["normalizer"] is not None:
-            mean, std = state["normalizer"]
-            self.input_normalizer.mean = mean.to(self.device)
-            self.input_normalizer.std = std.to(self.device)
-        self._nll_history[:], self._bound_history[:] = state["bound_history"]

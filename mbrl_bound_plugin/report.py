@@ -32,6 +32,8 @@ import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
+from mbrl_bound_plugin.errors import ReportError
+
 PROG = "mbrl-bound-report"
 
 STEP_COL = "env_step"
@@ -60,10 +62,6 @@ OTHER_COLORS = (
     "tab:cyan",
 )
 ALGORITHM_ORDER = ("bound", "mbpo", "pets")
-
-
-class ReportError(Exception):
-    """Bad input to the report (no runs, missing directory); the message is one line."""
 
 
 class RunFolderWarning(UserWarning):

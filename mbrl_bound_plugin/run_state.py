@@ -1,32 +1,64 @@
-"""What a checkpoint of ``algorithm=bound`` holds, and how each mbrl object gets it back.
+"""``state_dict`` / ``load_state_dict`` for the mbrl objects a run owns, and its random streams.
 
-mbrl's own ``save`` methods keep weights (and the replay buffer's transitions) but not
-what continuing a run needs: optimizer moments, the entropy temperature, the buffers'
-write positions and random generators, the trainer's counters and the CSV logs. The
-functions here read that state from mbrl's objects into plain dicts of tensors, arrays
-and numbers, and write it back into freshly built objects of the same configuration.
-Files are :mod:`mbrl_bound_plugin.checkpoint`'s business.
+PyTorch's convention, ``obj.state_dict()`` and ``obj.load_state_dict(state)``, is how
+every part of a :class:`~mbrl_bound_plugin.run.BoundRun` is saved. This package's own
+classes have those methods (the discriminator and model are ``nn.Module``; the agent
+defines them). mbrl's replay buffer, logger and SAC have none, and mbrl's ``save`` methods
+keep weights and transitions but not what continuing a run needs (optimizer moments, the
+entropy temperature, the buffers' write positions and generators, the CSV logs), so
+:func:`state_dict` and :func:`load_state_dict` here provide them, dispatching on the
+object's type. :class:`RandomStreams` does the same for every random generator a run
+draws from. Files are :mod:`mbrl_bound_plugin.checkpoint`'s business.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import random
 from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
+import mbrl.models
 import mbrl.util
 import numpy as np
 import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 from mbrl.util.logger import AverageMeter
 
+
+@functools.singledispatch
+def state_dict(obj: Any) -> dict[str, Any]:
+    """What ``obj`` needs to continue where it is (an mbrl object without ``state_dict``).
+
+    Args:
+        obj: an mbrl ``ReplayBuffer``, ``Logger``, pytorch_sac_pranz24 ``SAC`` or
+            ``OneDTransitionRewardModel``.
+
+    Returns:
+        Plain data: tensors, arrays, numbers, strings.
+    """
+    raise TypeError(f"no state_dict for {type(obj).__name__}")
+
+
+@functools.singledispatch
+def load_state_dict(obj: Any, state: Mapping[str, Any]) -> None:
+    """Puts :func:`state_dict`'s ``state`` back into a freshly built ``obj`` of the same kind.
+
+    Raises:
+        ValueError, RuntimeError or KeyError: the state does not fit ``obj`` (another shape
+            or network size).
+    """
+    raise TypeError(f"no load_state_dict for {type(obj).__name__}")
+
+
 # ----------------------------------------------------------------- replay buffers
 
 
-def buffer_state(buffer: mbrl.util.ReplayBuffer) -> dict[str, Any]:
+@state_dict.register
+def _buffer_state(buffer: mbrl.util.ReplayBuffer) -> dict[str, Any]:
     """The stored transitions of ``buffer`` (not its empty tail), its position and rng."""
     n = buffer.num_stored
     return {
@@ -50,15 +82,16 @@ def _chronological(state: Mapping[str, Any], key: str) -> np.ndarray:
     return data
 
 
-def restore_buffer(buffer: mbrl.util.ReplayBuffer, state: Mapping[str, Any]) -> None:
-    """Puts the transitions, position and rng of :func:`buffer_state` into ``buffer``.
+@load_state_dict.register
+def _load_buffer(buffer: mbrl.util.ReplayBuffer, state: Mapping[str, Any]) -> None:
+    """Puts the transitions, position and rng of a buffer's state into an empty ``buffer``.
 
     With the same capacity the rows land at the same indices (so sampling continues
     exactly). With another capacity (``overrides.num_steps`` changed before resuming)
     they are added oldest first, and the newest ``capacity`` rows are kept.
     """
     if buffer.num_stored:
-        raise ValueError("restore_buffer needs an empty replay buffer")
+        raise ValueError("a replay buffer is loaded only into an empty one")
     if buffer.obs.shape[1:] != state["obs"].shape[1:]:
         raise ValueError(
             f"observation shape {state['obs'].shape[1:]} of the saved buffer does not "
@@ -86,7 +119,8 @@ def restore_buffer(buffer: mbrl.util.ReplayBuffer, state: Mapping[str, Any]) -> 
 _SAC_MODULES = ("policy", "critic", "critic_target", "policy_optim", "critic_optim")
 
 
-def sac_state(sac: SAC) -> dict[str, Any]:
+@state_dict.register
+def _sac_state(sac: SAC) -> dict[str, Any]:
     """Networks, target network, optimizers and entropy temperature of mbrl's SAC."""
     state = {name: getattr(sac, name).state_dict() for name in _SAC_MODULES}
     state["alpha"] = sac.alpha.detach().clone() if torch.is_tensor(sac.alpha) else sac.alpha
@@ -96,8 +130,9 @@ def sac_state(sac: SAC) -> dict[str, Any]:
     return state
 
 
-def restore_sac(sac: SAC, state: Mapping[str, Any]) -> None:
-    """Loads :func:`sac_state` into a SAC built with the same configuration."""
+@load_state_dict.register
+def _load_sac(sac: SAC, state: Mapping[str, Any]) -> None:
+    """Loads a SAC's state into a SAC built with the same configuration."""
     for name in _SAC_MODULES:
         getattr(sac, name).load_state_dict(state[name])
     alpha = state["alpha"]
@@ -111,7 +146,8 @@ def restore_sac(sac: SAC, state: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------------- logger
 
 
-def logger_state(logger: mbrl.util.Logger) -> dict[str, Any]:
+@state_dict.register
+def _logger_state(logger: mbrl.util.Logger) -> dict[str, Any]:
     """Per group: the CSV written so far, the row counter and the meters not yet dumped."""
     state = {}
     for name, (group, _frequency, _color) in logger._groups.items():
@@ -124,7 +160,8 @@ def logger_state(logger: mbrl.util.Logger) -> dict[str, Any]:
     return state
 
 
-def restore_logger(logger: mbrl.util.Logger, state: Mapping[str, Any]) -> None:
+@load_state_dict.register
+def _load_logger(logger: mbrl.util.Logger, state: Mapping[str, Any]) -> None:
     """Rewrites each group's CSV as it was at the checkpoint and continues after it.
 
     mbrl's ``Logger`` starts every CSV afresh when a group is registered; this puts
@@ -151,51 +188,92 @@ def restore_logger(logger: mbrl.util.Logger, state: Mapping[str, Any]) -> None:
             group._meters[key] = meter
 
 
+# ------------------------------------------------------------------------ model
+
+
+@state_dict.register
+def _model_state(model: mbrl.models.OneDTransitionRewardModel) -> dict[str, Any]:
+    """Weights, elite set and input normalizer of mbrl's 1-D transition-reward model.
+
+    (The model's own ``state_dict`` is left as torch's: mbrl's ``ModelTrainer`` copies
+    and reloads it to keep the best weights.)
+    """
+    normalizer = model.input_normalizer
+    return {
+        "weights": model.state_dict(),
+        "elite_models": getattr(model.model, "elite_models", None),
+        "normalizer": None if normalizer is None else (normalizer.mean, normalizer.std),
+    }
+
+
+@load_state_dict.register
+def _load_model(model: mbrl.models.OneDTransitionRewardModel, state: Mapping[str, Any]) -> None:
+    model.load_state_dict(state["weights"])
+    if state["elite_models"] is not None:
+        model.model.set_elite(state["elite_models"])
+    if state["normalizer"] is not None:
+        mean, std = state["normalizer"]
+        model.input_normalizer.mean = mean.to(model.device)
+        model.input_normalizer.std = std.to(model.device)
+
+
 # ------------------------------------------------------------------------ RNGs
 
 
-def rng_state(
-    numpy_generators: Mapping[str, np.random.Generator],
-    torch_generators: Mapping[str, torch.Generator],
-    envs: Mapping[str, gym.Env],
-) -> dict[str, Any]:
-    """Every random stream a run draws from: its own generators, the envs' and the globals."""
-    state: dict[str, Any] = {
-        "numpy": {k: g.bit_generator.state for k, g in numpy_generators.items()},
-        "torch": {k: g.get_state() for k, g in torch_generators.items()},
-        "env": {
-            k: (
-                env.unwrapped.np_random.bit_generator.state,
-                env.action_space.np_random.bit_generator.state,
-            )
-            for k, env in envs.items()
-        },
-        "torch_global": torch.get_rng_state(),
-        "numpy_global": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+class RandomStreams:
+    """Every random stream a run draws from, saved and restored together.
 
+    The run's own numpy and torch generators, the environments' and their action
+    spaces' generators, torch's, numpy's and Python's global generators, and CUDA's.
 
-def restore_rng(
-    state: Mapping[str, Any],
-    numpy_generators: Mapping[str, np.random.Generator],
-    torch_generators: Mapping[str, torch.Generator],
-    envs: Mapping[str, gym.Env],
-) -> None:
-    """Sets every random stream of :func:`rng_state` back."""
-    for k, g in numpy_generators.items():
-        g.bit_generator.state = state["numpy"][k]
-    for k, g in torch_generators.items():
-        g.set_state(state["torch"][k])
-    for k, env in envs.items():
-        env_state, space_state = state["env"][k]
-        env.unwrapped.np_random.bit_generator.state = env_state
-        env.action_space.np_random.bit_generator.state = space_state
-    torch.set_rng_state(state["torch_global"])
-    np.random.set_state(state["numpy_global"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    Args:
+        numpy_generators: the run's numpy generators by name.
+        torch_generators: the run's torch generators by name.
+        envs: the run's environments by name.
+    """
+
+    def __init__(
+        self,
+        numpy_generators: Mapping[str, np.random.Generator],
+        torch_generators: Mapping[str, torch.Generator],
+        envs: Mapping[str, gym.Env],
+    ):
+        self.numpy_generators = dict(numpy_generators)
+        self.torch_generators = dict(torch_generators)
+        self.envs = dict(envs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of every stream."""
+        state: dict[str, Any] = {
+            "numpy": {k: g.bit_generator.state for k, g in self.numpy_generators.items()},
+            "torch": {k: g.get_state() for k, g in self.torch_generators.items()},
+            "env": {
+                k: (
+                    env.unwrapped.np_random.bit_generator.state,
+                    env.action_space.np_random.bit_generator.state,
+                )
+                for k, env in self.envs.items()
+            },
+            "torch_global": torch.get_rng_state(),
+            "numpy_global": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Sets every stream back to :meth:`state_dict`'s ``state``."""
+        for k, g in self.numpy_generators.items():
+            g.bit_generator.state = state["numpy"][k]
+        for k, g in self.torch_generators.items():
+            g.set_state(state["torch"][k])
+        for k, env in self.envs.items():
+            env_state, space_state = state["env"][k]
+            env.unwrapped.np_random.bit_generator.state = env_state
+            env.action_space.np_random.bit_generator.state = space_state
+        torch.set_rng_state(state["torch_global"])
+        np.random.set_state(state["numpy_global"])
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

@@ -12,9 +12,9 @@ from conftest import TINY_BOUND
 from hydra import compose, initialize_config_dir
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.agent import NumericalError
 from mbrl_bound_plugin.algorithm import train
-from mbrl_bound_plugin.envs import UsageError, make_env
+from mbrl_bound_plugin.envs import make_env
+from mbrl_bound_plugin.errors import NumericalError, UsageError
 
 
 @pytest.mark.slow

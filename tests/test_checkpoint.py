@@ -13,7 +13,7 @@ import torch
 
 from mbrl_bound_plugin import run_state
 from mbrl_bound_plugin.checkpoint import (
-    CheckpointWriteError,
+    FORMAT_VERSION,
     SigtermWatch,
     changed_settings,
     find_resume_checkpoint,
@@ -22,7 +22,7 @@ from mbrl_bound_plugin.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from mbrl_bound_plugin.envs import UsageError
+from mbrl_bound_plugin.errors import CheckpointWriteError, UsageError
 
 
 def _state(value: float) -> dict:
@@ -61,7 +61,10 @@ def test_latest_orders_by_steps_and_ignores_partial_files(tmp_path: pathlib.Path
         (lambda data: data[:40], "truncated"),
         (lambda data: data[:-50] + bytes([data[-50] ^ 1]) + data[-49:], "corrupt"),
         (lambda data: b"PK\x03\x04" + data[4:], "is not an mbrl-bound checkpoint"),
-        (lambda data: data.replace(b"CHECKPOINT 1\n", b"CHECKPOINT 9\n", 1), "format 9"),
+        (
+            lambda data: data.replace(b"CHECKPOINT %d\n" % FORMAT_VERSION, b"CHECKPOINT 99\n", 1),
+            "format 99",
+        ),
         (lambda data: b"", "is not an mbrl-bound checkpoint"),
     ],
     ids=["short", "header-only", "bit-flip", "foreign", "version", "empty"],
@@ -126,7 +129,7 @@ def _filled_buffer(capacity: int, rows: int, seed: int = 0) -> mbrl.util.ReplayB
 def test_buffer_round_trip_continues_identically(rows):
     original = _filled_buffer(10, rows)
     copy = mbrl.util.ReplayBuffer(10, (3,), (2,), rng=np.random.default_rng(42))
-    run_state.restore_buffer(copy, run_state.buffer_state(original))
+    run_state.load_state_dict(copy, run_state.state_dict(original))
     assert (copy.cur_idx, copy.num_stored) == (original.cur_idx, original.num_stored)
     if rows:
         a, b = original.sample(6), copy.sample(6)  # same rng state, same rows
@@ -143,19 +146,19 @@ def test_buffer_round_trip_continues_identically(rows):
 def test_buffer_restored_into_another_capacity_keeps_the_newest_in_order():
     original = _filled_buffer(10, 13)  # holds rewards 3..12, oldest at cur_idx
     bigger = mbrl.util.ReplayBuffer(20, (3,), (2,))
-    run_state.restore_buffer(bigger, run_state.buffer_state(original))
+    run_state.load_state_dict(bigger, run_state.state_dict(original))
     np.testing.assert_array_equal(bigger.get_all().rewards, np.arange(3, 13))
     smaller = mbrl.util.ReplayBuffer(4, (3,), (2,))
-    run_state.restore_buffer(smaller, run_state.buffer_state(original))
+    run_state.load_state_dict(smaller, run_state.state_dict(original))
     np.testing.assert_array_equal(smaller.get_all().rewards, np.arange(9, 13))
 
 
 def test_buffer_of_another_shape_is_refused():
-    state = run_state.buffer_state(_filled_buffer(10, 3))
+    state = run_state.state_dict(_filled_buffer(10, 3))
     with pytest.raises(ValueError, match="observation shape"):
-        run_state.restore_buffer(mbrl.util.ReplayBuffer(10, (4,), (2,)), state)
+        run_state.load_state_dict(mbrl.util.ReplayBuffer(10, (4,), (2,)), state)
     with pytest.raises(ValueError, match="action shape"):
-        run_state.restore_buffer(mbrl.util.ReplayBuffer(10, (3,), (1,)), state)
+        run_state.load_state_dict(mbrl.util.ReplayBuffer(10, (3,), (1,)), state)
 
 
 def test_logger_continues_its_csv_without_a_gap_or_a_second_header(tmp_path):
@@ -176,11 +179,11 @@ def test_logger_continues_its_csv_without_a_gap_or_a_second_header(tmp_path):
     logger = mbrl.util.Logger(resumed)
     logger.register_group("results", fmt)
     log_rows(logger, 0, 3)
-    saved = run_state.logger_state(logger)
+    saved = run_state.state_dict(logger)
     log_rows(logger, 3, 4)  # written after the checkpoint by the run that was killed
     logger = mbrl.util.Logger(resumed)  # the resumed run's logger starts the file afresh
     logger.register_group("results", fmt)
-    run_state.restore_logger(logger, saved)
+    run_state.load_state_dict(logger, saved)
     log_rows(logger, 3, 5)
     expected = (uninterrupted / "results.csv").read_bytes()
     assert (resumed / "results.csv").read_bytes() == expected
@@ -191,9 +194,9 @@ def test_logger_keeps_meters_that_were_not_dumped_yet(tmp_path):
     logger = mbrl.util.Logger(tmp_path, enable_back_compatible=True)
     logger.log("train/batch_reward", 1.0, 0)
     logger.log("train/batch_reward", 2.0, 1)
-    saved = run_state.logger_state(logger)
+    saved = run_state.state_dict(logger)
     logger = mbrl.util.Logger(tmp_path, enable_back_compatible=True)
-    run_state.restore_logger(logger, saved)
+    run_state.load_state_dict(logger, saved)
     logger.log("train/batch_reward", 6.0, 2)
     logger.dump(3)
     text = (tmp_path / "train.csv").read_text().splitlines()
@@ -219,9 +222,10 @@ def test_rng_round_trip_replays_every_stream():
             random.random(),
         )
 
-    saved = run_state.rng_state(numpy_gen, torch_gen, {"env": env})
+    streams = run_state.RandomStreams(numpy_gen, torch_gen, {"env": env})
+    saved = streams.state_dict()
     first = draw()
-    run_state.restore_rng(saved, numpy_gen, torch_gen, {"env": env})
+    streams.load_state_dict(saved)
     assert draw() == first
 
 

@@ -8,6 +8,9 @@ import pytest
 import torch
 from conftest import TINY_BOUND
 
+from mbrl_bound_plugin.cli import preflight
+from mbrl_bound_plugin.errors import UsageError
+
 
 def _assert_usage_error(proc, *fragments: str) -> None:
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -79,3 +82,67 @@ def test_cuda_device_without_cuda(run_cli):
 def test_bound_invalid_settings(run_cli, args, fragment):
     proc = run_cli("algorithm=bound", "overrides=mbpo_inv_pendulum_v5", *TINY_BOUND, *args)
     _assert_usage_error(proc, fragment)
+
+
+# --- the command line is read with Hydra's own parsers (preflight, no run) ---
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["algorithm='bound'"],
+        ['algorithm="mbpo"'],
+        ["-m", "algorithm=choice(bound,mbpo)"],
+        ["-m", "algorithm=glob(*)"],
+        ["-m", "algorithm=glob(*,exclude=planet)", "seed=range(3)"],
+        ["--multirun", "algorithm=bound,mbpo", "overrides=mbpo_inv_pendulum_v5"],
+        ["~overrides.epoch_length", "+overrides.x='a b'"],
+        ["--cfg", "job", "algorithm=bound"],
+        ["--help"],
+    ],
+)
+def test_preflight_accepts_hydra_syntax(argv, tmp_path: pathlib.Path):
+    preflight([*argv, f"root_dir={tmp_path}"])
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["algorithm='nope'"], "unknown algorithm 'nope'"),
+        (["-m", "algorithm=choice(bound,nope)"], "unknown algorithm 'nope'"),
+        (
+            ["-m", "overrides=choice(mbpo_inv_pendulum_v5,pets_nope)"],
+            "unknown overrides 'pets_nope'",
+        ),
+        (["-m", "algorithm=glob(zz*)"], "algorithm=glob(zz*) matches no option"),
+        (["algorithm=choice(bound"], "cannot parse the override 'algorithm=choice(bound'"),
+    ],
+)
+def test_preflight_refuses_unknown_choices_in_any_syntax(argv, fragment, tmp_path):
+    with pytest.raises(UsageError) as err:
+        preflight([*argv, f"root_dir={tmp_path}"])
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_preflight_reads_a_quoted_output_directory(tmp_path: pathlib.Path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UsageError, match="not writable"):
+        preflight([f"root_dir='{blocker}/exp'"])
+
+
+@pytest.mark.slow
+def test_a_multirun_with_quoted_and_choice_syntax_runs_each_job(run_cli, tmp_path):
+    from conftest import TINY_MBPO
+
+    proc = run_cli(
+        "-m",
+        "algorithm='mbpo'",
+        "overrides=mbpo_inv_pendulum_v5",
+        "seed=choice(0,1)",
+        *[o for o in TINY_MBPO if "num_steps" not in o],
+        "overrides.num_steps=100",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(sorted((tmp_path / "exp").rglob("results.csv"))) == 2

@@ -10,7 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.compare import CompareError, load_settings, sweep_commands
+from mbrl_bound_plugin.compare import load_settings, sweep_commands
+from mbrl_bound_plugin.errors import CompareError
 
 
 @pytest.mark.parametrize("name", ["benchmark", "quick"])
@@ -36,7 +37,7 @@ def test_bound_and_mbpo_share_settings_and_overrides_file(name, tmp_path):
 @pytest.mark.parametrize("name", ["benchmark", "quick"])
 def test_every_compare_run_composes(name, tmp_path):
     """Each sweep's overrides, with one value per swept key, compose to a valid config."""
-    from mbrl_bound_plugin.cli import check_config
+    from mbrl_bound_plugin.config import check_config
 
     settings = load_settings(name)
     for _, argv in sweep_commands(

@@ -14,7 +14,7 @@ from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_bound_conf_dir,
     mbrl_examples_conf_dir,
 )
-from mbrl_bound_plugin.cli import REQUIRED_OVERRIDES, check_config, group_options
+from mbrl_bound_plugin.config import REQUIRED_OVERRIDES, check_config, group_options
 
 CONF = mbrl_bound_conf_dir()
 SHIPPED_OVERRIDES = sorted(p.stem for p in (CONF / "overrides").glob("*.yaml"))

@@ -9,11 +9,11 @@ from omegaconf import OmegaConf
 
 from mbrl_bound_plugin.envs import (
     CartPoleContinuous,
-    UsageError,
     box_space,
     make_env,
     mountain_car_continuous,
 )
+from mbrl_bound_plugin.errors import UsageError
 
 
 def test_mountain_car_termination_at_the_flag_only():

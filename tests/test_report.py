@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from mbrl_bound_plugin import report
-from mbrl_bound_plugin.report import ReportError, RunFolderWarning
+from mbrl_bound_plugin.errors import ReportError
+from mbrl_bound_plugin.report import RunFolderWarning
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK = "InvertedPendulum-v5"

@@ -79,7 +79,7 @@ def reference(tmp_path_factory) -> pathlib.Path:
 def test_uninterrupted_run_checkpoints_every_epoch(reference):
     found = list_checkpoints(reference / "checkpoints")
     assert [p.name for p in found] == [f"step_{s:09d}.ckpt" for s in (100, 200, 300)]
-    last = load_checkpoint(found[-1])
+    last = load_checkpoint(found[-1])["run"]
     assert last["counters"]["env_steps"] == 300
     assert last["counters"]["epoch"] == 3
     assert last["replay_buffer"]["num_stored"] == EXPLORATION + 300
@@ -117,7 +117,7 @@ def test_sigkill_during_an_epoch_then_resume_matches_the_uninterrupted_run(tmp_p
     assert proc.returncode == -9
     found = list_checkpoints(run_dir / "checkpoints")
     assert [p.name for p in found] == ["step_000000100.ckpt"]
-    at_kill = load_checkpoint(found[0])["replay_buffer"]
+    at_kill = load_checkpoint(found[0])["run"]["replay_buffer"]
     assert at_kill["num_stored"] == EXPLORATION + 100
 
     proc = mbrl_bound(run_dir, *RUN, "resume=true")
@@ -156,7 +156,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_completes_the_run(tmp_path, re
     assert f"resume=true hydra.run.dir={run_dir}" in line  # the command to continue
     found = list_checkpoints(run_dir / "checkpoints")
     assert [p.name for p in found] == ["step_000000150.ckpt"]
-    assert load_checkpoint(found[0])["replay_buffer"]["num_stored"] == EXPLORATION + 150
+    assert load_checkpoint(found[0])["run"]["replay_buffer"]["num_stored"] == EXPLORATION + 150
 
     proc = mbrl_bound(run_dir, *RUN, "resume=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -198,7 +198,7 @@ def test_full_disk_during_a_checkpoint_stops_with_the_previous_one_intact(tmp_pa
     assert "step_000000100.ckpt is intact" in line
     ckpt_dir = run_dir / "checkpoints"
     assert [p.name for p in list_checkpoints(ckpt_dir)] == ["step_000000100.ckpt"]
-    assert load_checkpoint(ckpt_dir / "step_000000100.ckpt")["counters"]["env_steps"] == 100
+    assert load_checkpoint(ckpt_dir / "step_000000100.ckpt")["run"]["counters"]["env_steps"] == 100
     assert not list(ckpt_dir.glob("*.tmp"))
 
 

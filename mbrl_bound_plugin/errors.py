@@ -1,0 +1,51 @@
+"""The program name and every error type of mbrl-bound, in one place.
+
+Each error says what happened in one line; the command (:mod:`mbrl_bound_plugin.cli`)
+prints it after ``PROG`` and exits with the code given here. Python callers catch them
+like any exception. This module imports nothing else of the package.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import signal
+
+PROG = "mbrl-bound"
+
+
+class CompareError(Exception):
+    """Bad input to ``mbrl-bound-compare`` (one line, exit code 2)."""
+
+
+class ReportError(Exception):
+    """Bad input to ``mbrl-bound-report`` (no runs, missing directory); one line, exit code 2."""
+
+
+class UsageError(Exception):
+    """A problem with the user's input: one line saying what to change, exit code 2."""
+
+
+class NumericalError(RuntimeError):
+    """A NaN or inf in a loss or reward; the message names the component (exit code 1)."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (full disk, no permission, ...); exit code 1."""
+
+
+class RunInterrupted(RuntimeError):
+    """The run stopped on a signal after writing a checkpoint (exit code 128 + signal).
+
+    Args:
+        signum: the signal received.
+        env_steps: environment steps taken when the checkpoint was written.
+        path: the checkpoint written.
+    """
+
+    def __init__(self, signum: int, env_steps: int, path: pathlib.Path):
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"{name} at environment step {env_steps}; checkpoint {path} written, "
+            f"continue with resume=true hydra.run.dir={path.parent.parent}"
+        )

@@ -1,0 +1,359 @@
+"""The run as one object: what ``algorithm=bound`` builds, owns, counts and saves.
+
+:class:`BoundRun` holds what mbrl's ``mbpo.train`` keeps in local variables: the agent,
+the model and its trainer, the model environment, the replay buffer and SAC's rollout
+buffer, the logger and the random generators, plus what the bound adds (the
+discriminator, its statistics) and the counters. The training loop,
+:func:`mbrl_bound_plugin.algorithm.train`, reads and advances it; a checkpoint is
+``run.state_dict()`` (PyTorch's convention), and a resumed run is a fresh ``BoundRun``
+given that state with :meth:`BoundRun.load_state_dict`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pathlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import gymnasium as gym
+import hydra.errors
+import hydra.utils
+import mbrl.algorithms.mbpo as mbpo
+import mbrl.constants
+import mbrl.models
+import mbrl.planning
+import mbrl.types
+import mbrl.util
+import mbrl.util.common
+import numpy as np
+import omegaconf
+import torch
+from mbrl.third_party.pytorch_sac import VideoRecorder
+
+from mbrl_bound_plugin import run_state
+from mbrl_bound_plugin.agent import BoundSACAgent
+from mbrl_bound_plugin.discriminator import Discriminator
+from mbrl_bound_plugin.errors import NumericalError, UsageError
+from mbrl_bound_plugin.model import BoundTransitionRewardModel
+
+BOUND_LOG_FORMAT = mbpo.MBPO_LOG_FORMAT + [
+    ("disc_accuracy", "DACC", "float"),
+    ("kl_estimate", "KL", "float"),
+    ("bound_reward", "BR", "float"),
+]
+MODEL_BOUND_LOG_FORMAT = [("model_nll", "NLL", "float"), ("bound_term", "BT", "float")]
+
+
+class _ModelTrainLog:
+    """Logger view for mbrl's ``ModelTrainer``: adds the bound term beside the NLL.
+
+    ``model_train.csv`` gets the columns ``model_nll`` and ``bound_term`` (means over
+    the epoch's updates) next to mbrl's ``model_loss``.
+    """
+
+    def __init__(self, logger: mbrl.util.Logger, model: BoundTransitionRewardModel):
+        self.logger = logger
+        self.model = model
+
+    def register_group(self, group_name: str, log_format: list, **kwargs: Any) -> None:
+        self.logger.register_group(group_name, log_format + MODEL_BOUND_LOG_FORMAT, **kwargs)
+
+    def log_data(self, group_name: str, data: Mapping[str, Any]) -> None:
+        stats = {"model_nll": math.nan, "bound_term": math.nan} | self.model.pop_bound_stats()
+        self.logger.log_data(group_name, {**data, **stats})
+
+
+def instantiate(node: omegaconf.DictConfig, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` whose ValueErrors become a :class:`UsageError` naming ``key``."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except ValueError as e:
+        raise UsageError(f"{key}: {e}") from e
+    except hydra.errors.InstantiationException as e:
+        if isinstance(e.__cause__, ValueError):
+            raise UsageError(f"{key}: {e.__cause__}") from e
+        raise
+
+
+def create_bound_model(
+    cfg: omegaconf.DictConfig, obs_shape: tuple[int, ...], act_shape: tuple[int, ...]
+) -> BoundTransitionRewardModel:
+    """mbrl's 1-D transition-reward model, re-wrapped as the bound's model wrapper.
+
+    The ensemble is made by ``mbrl.util.common.create_one_dim_tr_model`` (same
+    construction and random draws as MBPO); ``cfg.algorithm.model_wrapper`` then
+    wraps it with the same wrapper options.
+
+    Args:
+        cfg: the run's configuration.
+        obs_shape: observation shape.
+        act_shape: action shape.
+
+    Returns:
+        The wrapped model.
+    """
+    base = mbrl.util.common.create_one_dim_tr_model(cfg, obs_shape, act_shape)
+    return instantiate(
+        cfg.algorithm.model_wrapper,
+        "algorithm.model_wrapper",
+        model=base.model,
+        target_is_delta=base.target_is_delta,
+        normalize=base.input_normalizer is not None,
+        normalize_double_precision=cfg.algorithm.get("normalize_double_precision", False),
+        learned_rewards=base.learned_rewards,
+        obs_process_fn=base.obs_process_fn,
+        no_delta_list=base.no_delta_list,
+        num_elites=base.num_elites,
+    )
+
+
+class BoundRun:
+    """Everything an ``algorithm=bound`` run owns, built as ``mbpo.train`` builds it.
+
+    The components are built in the order of mbrl's ``mbpo.train`` (so the same seed
+    draws the same numbers); :meth:`explore` then fills the replay buffer, unless a
+    checkpoint is loaded instead.
+
+    Args:
+        env: the environment to train in.
+        test_env: a copy of the environment for evaluation.
+        termination_fn: the termination function used in model rollouts.
+        cfg: the configuration (``algorithm=bound``, MBPO ``overrides``, ``discriminator``),
+            with ``device`` resolved.
+        work_dir: where logs, model, buffer and SAC weights go (created if missing;
+            default: the cwd).
+        silent: if ``True``, no console log and no model-training log.
+
+    Attributes:
+        env_steps: environment steps taken in the training loop (exploration excluded).
+        epoch: epochs completed.
+        updates_made: SAC updates made.
+        best_eval_reward: the best evaluation return so far.
+        disc_stats: the last discriminator step's ``disc_accuracy`` and ``kl_estimate``.
+        discriminator_ready: whether a discriminator step has run.
+
+    Raises:
+        UsageError: invalid component settings (named by their config key).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        test_env: gym.Env,
+        termination_fn: mbrl.types.TermFnType,
+        cfg: omegaconf.DictConfig,
+        work_dir: str | None = None,
+        silent: bool = False,
+    ):
+        self.cfg, self.env, self.test_env = cfg, env, test_env
+        self.work_dir = work_dir or os.getcwd()
+        self.silent = silent
+        self.obs_shape = obs_shape = env.observation_space.shape
+        self.act_shape = act_shape = env.action_space.shape
+        mbrl.planning.complete_agent_cfg(env, cfg.algorithm.agent)
+        self.agent: BoundSACAgent = instantiate(
+            cfg.algorithm.bound_agent,
+            "algorithm.bound_agent",
+            sac_agent=hydra.utils.instantiate(cfg.algorithm.agent),
+        )
+        pathlib.Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        self.logger = mbrl.util.Logger(self.work_dir, enable_back_compatible=True)
+        self.logger.register_group(
+            mbrl.constants.RESULTS_LOG_NAME, BOUND_LOG_FORMAT, color="green", dump_frequency=1
+        )
+        self.video_recorder = VideoRecorder(self.work_dir if cfg.get("save_video") else None)
+
+        self.rng = np.random.default_rng(seed=cfg.seed)  # (also the replay buffer's)
+        self.torch_generator = torch.Generator(device=cfg.device)  # model rollouts
+        self.disc_generator = torch.Generator()  # CPU: the discriminator's split and batches
+        if cfg.seed is not None:
+            self.torch_generator.manual_seed(cfg.seed)
+            self.disc_generator.manual_seed(cfg.seed + 1)
+        self.random_streams = run_state.RandomStreams(
+            {"rng": self.rng},
+            {"model_env": self.torch_generator, "discriminator": self.disc_generator},
+            {"env": env, "test_env": test_env},
+        )
+
+        self.dynamics_model = create_bound_model(cfg, obs_shape, act_shape)
+        self.discriminator: Discriminator = instantiate(
+            cfg.discriminator, "discriminator", obs_dim=obs_shape[0], act_dim=act_shape[0]
+        )
+        self._check_first_discriminator_step()
+        dtype = np.double if cfg.algorithm.get("normalize_double_precision", False) else np.float32
+        self.replay_buffer = mbrl.util.common.create_replay_buffer(
+            cfg, obs_shape, act_shape, rng=self.rng, obs_type=dtype, action_type=dtype,
+            reward_type=dtype,
+        )  # fmt: skip
+        self.model_env = mbrl.models.ModelEnv(
+            env, self.dynamics_model, termination_fn, None, generator=self.torch_generator
+        )
+        self.model_trainer = mbrl.models.ModelTrainer(
+            self.dynamics_model,
+            optim_lr=cfg.overrides.model_lr,
+            weight_decay=cfg.overrides.model_wd,
+            logger=None if silent else _ModelTrainLog(self.logger, self.dynamics_model),
+        )
+        self.sac_buffer: mbrl.util.ReplayBuffer | None = None
+
+        self.env_steps = 0
+        self.epoch = 0
+        self.updates_made = 0
+        self.best_eval_reward = -np.inf
+        self.disc_stats = {"disc_accuracy": math.nan, "kl_estimate": math.nan}
+        self.discriminator_ready = False
+
+    def _check_first_discriminator_step(self) -> None:
+        cfg = self.cfg
+        first_rows = min(
+            cfg.algorithm.initial_exploration_steps + cfg.overrides.freq_train_model,
+            cfg.algorithm.disc_max_rows,
+        )
+        train_rows = self.discriminator.num_train_rows(first_rows)
+        if self.discriminator.batch_size > train_rows:
+            raise UsageError(
+                f"discriminator.batch_size={self.discriminator.batch_size} is larger than the "
+                f"{train_rows} training rows of the first discriminator step; lower it or "
+                "raise algorithm.initial_exploration_steps"
+            )
+
+    def explore(self) -> None:
+        """MBPO's initial exploration into the replay buffer (random actions by default).
+
+        Raises:
+            UsageError: in mode ``bound``, a reward at or below ``reward_floor``.
+        """
+        random_explore = self.cfg.algorithm.random_initial_explore
+        mbrl.util.common.rollout_agent_trajectories(
+            self.env,
+            self.cfg.algorithm.initial_exploration_steps,
+            mbrl.planning.RandomAgent(self.env) if random_explore else self.agent,
+            {} if random_explore else {"sample": True, "batched": False},
+            replay_buffer=self.replay_buffer,
+        )
+        try:
+            self.agent.check_real_rewards(self.replay_buffer.get_all().rewards)
+        except ValueError as e:
+            raise UsageError(f"algorithm.bound_agent: {e}") from e
+
+    def check_real_reward(self, reward: float) -> None:
+        """Refuses a non-finite reward, or one below ``reward_floor`` in mode ``bound``.
+
+        Raises:
+            NumericalError: a NaN or inf reward.
+            UsageError: a reward at or below the floor (the run can continue from its
+                last checkpoint once the floor is fixed).
+        """
+        if not math.isfinite(reward):
+            raise NumericalError(f"environment reward is {reward}")
+        try:
+            self.agent.check_real_rewards(reward)
+        except ValueError as e:  # a reward_floor that held during exploration only
+            raise UsageError(
+                f"algorithm.bound_agent: {e} (environment step {self.env_steps}); fix it "
+                f"and continue with resume=true hydra.run.dir={self.work_dir}"
+            ) from e
+
+    def check_model_loss(self, _model: Any, _iteration: int, _epoch: int, loss: float, *_: Any):
+        """``ModelTrainer`` callback: refuses a non-finite model training loss."""
+        if not math.isfinite(loss):
+            raise NumericalError(f"model loss is {loss}")
+
+    def use_discriminator(self, stats: Mapping[str, float]) -> None:
+        """After a discriminator step: record its statistics and hand it to both players.
+
+        From here on, every SAC batch and the next model step use this discriminator.
+
+        Raises:
+            NumericalError: a non-finite discriminator loss.
+        """
+        if not math.isfinite(stats["disc_loss"]):
+            raise NumericalError(f"discriminator loss is {stats['disc_loss']}")
+        self.disc_stats = {k: stats[k] for k in ("disc_accuracy", "kl_estimate")}
+        self.discriminator_ready = True
+        self._hand_discriminator_to_players()
+
+    def _hand_discriminator_to_players(self) -> None:
+        self.agent.set_discriminator(self.discriminator)
+        self.dynamics_model.set_bound_critics(
+            self.discriminator,
+            self.agent.value,
+            self.agent.gamma,
+            frozen=(self.agent.sac_agent.policy, self.agent.sac_agent.critic),
+        )
+
+    @contextlib.contextmanager
+    def numerical_guard(self) -> Iterator[None]:
+        """Inside, a NaN or inf stops the run naming the environment step.
+
+        Before the error goes on, what mbrl keeps is saved: the model and the replay buffer.
+
+        Raises:
+            NumericalError: the component's message, with ``at environment step N``.
+        """
+        try:
+            yield
+        except NumericalError as e:
+            self.dynamics_model.save(self.work_dir)
+            self.replay_buffer.save(self.work_dir)
+            raise NumericalError(f"{e} at environment step {self.env_steps}") from e
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the run needs to continue: components, buffers, counters, RNGs, logs."""
+        return {
+            "counters": {
+                "env_steps": self.env_steps,
+                "epoch": self.epoch,
+                "updates_made": self.updates_made,
+                "best_eval_reward": self.best_eval_reward,
+                "model_train_iteration": self.model_trainer._train_iteration,
+            },
+            "disc_stats": dict(self.disc_stats),
+            "discriminator_ready": self.discriminator_ready,
+            "model": run_state.state_dict(self.dynamics_model),
+            "model_optimizer": self.model_trainer.optimizer.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optimizer": self.discriminator.optimizer.state_dict(),
+            "agent": self.agent.state_dict(),
+            "replay_buffer": run_state.state_dict(self.replay_buffer),
+            "sac_buffer": None
+            if self.sac_buffer is None
+            else run_state.state_dict(self.sac_buffer),
+            "random_streams": self.random_streams.state_dict(),
+            "logs": run_state.state_dict(self.logger),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Loads :meth:`state_dict` into a freshly built run of the same configuration.
+
+        Raises:
+            RuntimeError, ValueError or KeyError: the state does not fit this run.
+        """
+        run_state.load_state_dict(self.dynamics_model, state["model"])
+        self.model_trainer.optimizer.load_state_dict(state["model_optimizer"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.discriminator.optimizer.load_state_dict(state["discriminator_optimizer"])
+        self.agent.load_state_dict(state["agent"])
+        run_state.load_state_dict(self.replay_buffer, state["replay_buffer"])
+        if state["sac_buffer"] is not None:
+            self.sac_buffer = mbrl.util.ReplayBuffer(
+                state["sac_buffer"]["capacity"],
+                self.obs_shape,
+                self.act_shape,
+                rng=np.random.default_rng(),
+            )
+            run_state.load_state_dict(self.sac_buffer, state["sac_buffer"])
+        counters = state["counters"]
+        self.env_steps, self.epoch = counters["env_steps"], counters["epoch"]
+        self.updates_made = counters["updates_made"]
+        self.best_eval_reward = counters["best_eval_reward"]
+        self.model_trainer._train_iteration = counters["model_train_iteration"]
+        self.disc_stats = dict(state["disc_stats"])
+        self.discriminator_ready = state["discriminator_ready"]
+        if self.discriminator_ready:
+            self._hand_discriminator_to_players()
+        run_state.load_state_dict(self.logger, state["logs"])
+        self.random_streams.load_state_dict(state["random_streams"])

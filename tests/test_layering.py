@@ -1,0 +1,83 @@
+"""How the package is layered: what importing it does, and does not, do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_the_training_code_does_not_import_the_command():
+    proc = _python(
+        "import sys, mbrl_bound_plugin.algorithm, mbrl_bound_plugin.run\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mbrl_bound_plugin')))"
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = eval(proc.stdout)
+    assert "mbrl_bound_plugin.algorithm" in loaded
+    assert "mbrl_bound_plugin.cli" not in loaded
+    assert "mbrl_bound_plugin.compare" not in loaded
+
+
+def test_importing_the_package_changes_no_warning_filter():
+    # the dependencies are imported first: only this package's own imports are judged
+    proc = _python(
+        "import warnings, torch, mbrl.models, mbrl.planning, hydra, gymnasium, matplotlib, tqdm\n"
+        "import mbrl.algorithms.mbpo, mbrl.algorithms.pets, pandas, scipy.stats\n"
+        "before = list(warnings.filters)\n"
+        "import mbrl_bound_plugin\n"
+        "from mbrl_bound_plugin import algorithm, cli, compare, config, report, run, tabular\n"
+        "mbrl_bound_plugin.compose(['algorithm=bound', 'overrides=mbpo_inv_pendulum_v5'])\n"
+        "print(before == list(warnings.filters))"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+
+
+def test_the_version_is_written_once():
+    import importlib.metadata
+    import pathlib
+
+    import mbrl_bound_plugin
+
+    assert importlib.metadata.version("mbrl-bound") == mbrl_bound_plugin.__version__
+    pyproject = (pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert mbrl_bound_plugin.__version__ not in pyproject
+
+
+BLOCK_MBRL = "import sys; sys.modules['mbrl'] = None  # as if mbrl were not installed\n"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import mbrl_bound_plugin; mbrl_bound_plugin.train",
+        "from mbrl_bound_plugin import compose",
+    ],
+)
+def test_without_mbrl_the_api_names_the_install_line(code):
+    proc = _python(BLOCK_MBRL + code)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: mbrl-bound needs mbrl-lib")
+    assert "pip install --no-deps mbrl==0.2.0" in last
+
+
+def test_without_mbrl_the_command_says_one_line():
+    proc = _python(BLOCK_MBRL + "from mbrl_bound_plugin.cli import main; main(['algorithm=bound'])")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "mbrl-bound: error: mbrl-bound needs mbrl-lib: pip install --no-deps mbrl==0.2.0 "
+        "(--no-deps: its own pins of hydra-core 1.0 and omegaconf 2.0 do not import on "
+        "Python 3.11)"
+    ]
+
+
+def test_without_mbrl_the_tabular_module_still_works():
+    proc = _python(BLOCK_MBRL + "import mbrl_bound_plugin.tabular as t; print(t.__name__)")
+    assert proc.returncode == 0, proc.stderr
