@@ -17,6 +17,7 @@ import pandas as pd
 import mbrl_bound_plugin as mbb
 
 SMALL = [
+    "resume=auto",  # a second run of this script continues (or reuses) the first
     "overrides.num_steps=1000",
     "algorithm.initial_exploration_steps=250",
     "dynamics_model.hid_size=64",

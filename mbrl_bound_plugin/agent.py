@@ -1,4 +1,4 @@
-"""The policy player: mbrl's SAC trained on the bound's augmented reward (spec step 3)."""
+"""The policy player: mbrl's SAC on the bound's augmented reward (``docs/algorithm.md``, step 3)."""
 
 from __future__ import annotations
 

@@ -79,7 +79,8 @@ def train(
         test_env: a copy of the environment for evaluation.
         termination_fn: the termination function used in model rollouts.
         cfg: the configuration (``algorithm=bound``, MBPO ``overrides``, ``discriminator``),
-            e.g. from :func:`mbrl_bound_plugin.compose`; ``device: auto`` is resolved here.
+            e.g. from :func:`mbrl_bound_plugin.compose`; ``device: auto`` is resolved
+            here, and numpy's and torch's global generators are seeded with ``cfg.seed``.
         silent: if ``True``, no console log, no progress bar.
         work_dir: where logs, model, buffer, SAC weights and checkpoints go (default: cwd).
 
@@ -97,6 +98,9 @@ def train(
     """
     # ------------------- Initialization -------------------
     cfg.device = resolve_device(cfg.device)
+    if cfg.seed is not None:  # (what mbrl's main.py does before train: network inits)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
     work_dir = work_dir or os.getcwd()
     checkpointer = Checkpointer(work_dir, cfg, env)  # settings checked, checkpoint found
     run = BoundRun(env, test_env, termination_fn, cfg, work_dir, silent)

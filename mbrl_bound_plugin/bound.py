@@ -1,7 +1,7 @@
 """The bound's pure math: augmented reward, model-step term, ratio diagnostics.
 
 Everything here is a plain function of tensors (no ``nn.Module``, no I/O), so each
-formula of ``shared/docs/bound.md`` can be checked with hand-made numbers. The
+formula of ``docs/algorithm.md`` can be checked with hand-made numbers. The
 discriminator's raw output ``logit C(s,a,s')`` estimates ``log p(s'|s,a) - log q(s'|s,a)``
 ("Estimating the ratio").
 """

@@ -3,7 +3,7 @@
 A classifier trained with the logistic loss on real transitions (label 1) against model
 transitions at the same ``(s, a)`` (label 0), in equal numbers, has ``C/(1-C) = p/q`` at
 its optimum, so its raw pre-sigmoid output is the log-ratio the bound needs
-(``shared/docs/bound.md``, "Estimating the ratio" and deep algorithm step 1).
+(``docs/algorithm.md``, estimating the ratio, and the deep algorithm's step 1).
 """
 
 from __future__ import annotations
