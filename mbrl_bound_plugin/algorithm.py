@@ -51,9 +51,8 @@ def discriminator_step(
     Returns:
         ``disc_loss``, ``disc_accuracy`` (held out) and ``kl_estimate``.
     """
-    num_models = len(
-        model_env.dynamics_model.model.elite_models or range(len(model_env.dynamics_model))
-    )
+    model = model_env.dynamics_model.model
+    num_models = len(getattr(model, "elite_models", None) or range(len(model)))
     rows = min(len(replay_buffer), max_rows)
     rows -= rows % num_models  # mbrl's random_model propagation needs a multiple
     batch = replay_buffer.sample(rows)

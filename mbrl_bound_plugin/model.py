@@ -124,7 +124,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
     def _sample_next_obs(self, model_in: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         if model_in.ndim == 2:  # add the ensemble dimension, as mbrl's loss does
             model_in = model_in.unsqueeze(0)
-        mean, logvar = self.model.forward(model_in, use_propagation=False)
+        mean, logvar = self._members_forward(model_in)
         if self.learned_rewards:  # the reward head keeps its plain NLL
             mean = mean[..., :-1]
             logvar = None if logvar is None else logvar[..., :-1]
@@ -136,6 +136,21 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         absolute = torch.zeros(delta.shape[-1], dtype=torch.bool, device=delta.device)
         absolute[list(self.no_delta_list)] = True
         return torch.where(absolute, delta, obs + delta)
+
+    def _members_forward(self, model_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean and log-variance of every member, ``E x B x out``, each member on its own rows.
+
+        ``model_in`` is ``E x B x in`` (or ``1 x B x in``, broadcast to every member).
+        mbrl's ``GaussianMLP`` ensemble does this in one call; its ``BasicEnsemble`` holds
+        separate models, called one by one.
+        """
+        if not isinstance(self.model, mbrl.models.BasicEnsemble):
+            return self.model.forward(model_in, use_propagation=False)
+        rows = model_in.expand(len(self.model), *model_in.shape[1:])
+        outputs = [member.forward(x) for member, x in zip(self.model.members, rows, strict=True)]
+        mean = torch.stack([m for m, _ in outputs])
+        logvar = None if outputs[0][1] is None else torch.stack([v for _, v in outputs])
+        return mean, logvar
 
     def update(
         self,
@@ -168,7 +183,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         model_in, target = self._process_batch(batch)
         self.train()
         optimizer.zero_grad()
-        nll, meta = self.model.loss(model_in, target=target)  # mbrl's usual Gaussian NLL
+        nll, meta = self.model.loss(model_in, target)  # mbrl's usual Gaussian NLL
         obs = model_util.to_tensor(batch.obs).to(self.device).float()
         act = model_util.to_tensor(batch.act).to(self.device).float()
         with _frozen(self._frozen):
