@@ -2,8 +2,8 @@
 
 The model loss becomes ``NLL + beta * -(logit C(s,a,ŝ') + gamma * V(ŝ'))`` with ``ŝ'``
 drawn from the ensemble by reparameterization and ``C`` and ``V`` frozen, so gradients
-reach the model through ``ŝ'`` only (``docs/algorithm.md``, the model step). With ``beta = 0`` (or
-before the critics are set) :meth:`update` is mbrl's own, unchanged.
+reach the model through ``ŝ'`` only (``docs/algorithm.md``, the model step). With
+``beta = 0`` (or before the critics are set) :meth:`update` is mbrl's own, unchanged.
 """
 
 from __future__ import annotations
