@@ -35,7 +35,13 @@ import gymnasium as gym
 import omegaconf
 import torch
 
-from mbrl_bound_plugin.errors import PROG, CheckpointWriteError, RunInterrupted, UsageError
+from mbrl_bound_plugin.errors import (
+    PROG,
+    CheckpointWriteError,
+    RunInterrupted,
+    UsageError,
+    first_line,
+)
 
 if TYPE_CHECKING:
     from mbrl_bound_plugin.run import BoundRun
@@ -361,9 +367,9 @@ class Checkpointer:
         try:
             run.load_state_dict(saved["run"])
         except (RuntimeError, ValueError, KeyError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
             raise UsageError(
-                f"checkpoint {self.resume_path} does not fit this run's configuration: {reason}"
+                f"checkpoint {self.resume_path} does not fit this run's configuration: "
+                f"{first_line(e)}"
             ) from e
         if not run.silent:
             changes = changed_settings(saved["meta"]["config"], self.config)

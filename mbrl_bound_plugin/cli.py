@@ -125,7 +125,7 @@ def run(cfg: omegaconf.DictConfig) -> float:
 def _task(cfg: omegaconf.DictConfig) -> float:
     """The Hydra task: one run, with errors as one line and an exit code."""
     try:
-        with quiet_config_warnings():
+        with quiet_config_warnings():  # (also here: launchers run tasks in other processes)
             return run(cfg)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -28,7 +28,7 @@ from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_bound_conf_dir,
     mbrl_examples_conf_dir,
 )
-from mbrl_bound_plugin.errors import UsageError
+from mbrl_bound_plugin.errors import UsageError, first_line
 
 # Keys of `overrides` that each algorithm's training code reads directly (the keys it
 # reads through interpolations are checked by resolving the config).
@@ -104,8 +104,7 @@ def parse_overrides(overrides: Sequence[str]) -> list[Override]:
         try:
             parsed += parser.parse_overrides([override])
         except HydraException as e:
-            reason = str(e).strip().splitlines()[0]
-            raise UsageError(f"cannot parse the override {override!r}: {reason}") from e
+            raise UsageError(f"cannot parse the override {override!r}: {first_line(e)}") from e
     return parsed
 
 
@@ -208,9 +207,8 @@ def check_config(
         for section in sections:  # (action_optimizer is resolved through algorithm.agent)
             omegaconf.OmegaConf.to_container(cfg[section], resolve=True, throw_on_missing=False)
     except (InterpolationKeyError, InterpolationResolutionError) as e:
-        missing = str(e).splitlines()[0]
         raise UsageError(
-            f"overrides={choice} cannot serve algorithm={name}: {missing} (at {e.full_key})"
+            f"overrides={choice} cannot serve algorithm={name}: {first_line(e)} (at {e.full_key})"
         ) from e
 
 
@@ -250,7 +248,7 @@ def compose(overrides: Sequence[str] = ()) -> omegaconf.DictConfig:
         ):
             cfg = hydra.compose("main", overrides=list(overrides), return_hydra_config=True)
     except HydraException as e:
-        raise UsageError(str(e).strip().splitlines()[0]) from e
+        raise UsageError(first_line(e)) from e
     finally:
         if outer is not None:
             GlobalHydra.instance().clear()

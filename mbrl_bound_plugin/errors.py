@@ -13,6 +13,16 @@ import signal
 PROG = "mbrl-bound"
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its ``repr`` if the message is empty).
+
+    Library errors (Hydra's, torch's) often add lines of advice or a traceback-like
+    listing; a one-line error keeps only the line that says what is wrong.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)
+
+
 class CompareError(Exception):
     """Bad input to ``mbrl-bound-compare`` (one line, exit code 2)."""
 
