@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,36 +17,50 @@ from mbrl.planning.sac_wrapper import SACAgent
 from mbrl_bound_plugin import bound, run_state
 from mbrl_bound_plugin.errors import NumericalError
 
+RATIO_SCALES = ("none", "reward_std", "reward_rms")
+# weight of the newest batch in the running moments of the model rewards
+_SCALE_MOMENTUM = 0.01
+
 
 class _AugmentedSampler:
     """Looks like a replay buffer to SAC; its batches carry the augmented reward."""
 
-    def __init__(self, buffer: mbrl.util.ReplayBuffer, agent: BoundSACAgent):
+    def __init__(self, buffer: mbrl.util.ReplayBuffer, agent: BoundSACAgent, model_data: bool):
         self.buffer = buffer
         self.agent = agent
+        self.model_data = model_data
 
     def sample(self, batch_size: int) -> mbrl.types.TransitionBatch:
         batch = self.buffer.sample(batch_size)
-        rewards = self.agent.augmented_reward(batch.obs, batch.act, batch.next_obs, batch.rewards)
+        rewards = self.agent.augmented_reward(
+            batch.obs, batch.act, batch.next_obs, batch.rewards, self.model_data
+        )
         return dataclasses.replace(batch, rewards=rewards.cpu().numpy())
 
 
 class BoundSACAgent(SACAgent):
-    """mbrl's SAC whose updates see ``rt = f(r̂) + lam * clip(logit C(s, a, ŝ'), -c, c)``.
+    """mbrl's SAC whose updates see ``rt = f(r̂) + w * c * tanh(logit C(s, a, ŝ') / c)``.
 
-    mode ``bound``: ``f(r) = (1 - gamma) log(r - reward_floor)`` and ``lam = 1`` (the
-    bound itself). mode ``scaled``: ``f(r) = r`` with ``lam`` as configured (``lam = 0``
-    is MBPO's reward). Every SAC batch is relabelled with the discriminator given to
-    :meth:`set_discriminator`, i.e. the current one: the algorithm hands over each newly
-    fitted discriminator right after its step, so a batch never sees an older one.
+    mode ``bound``: ``f(r) = (1 - gamma) log(r - reward_floor)`` and ``w = 1`` (the bound
+    itself). mode ``scaled``: ``f(r) = r`` and ``w = lam`` times the ratio scale (``lam =
+    0`` is MBPO's reward). In both, ``w`` ramps in linearly over the first
+    ``warmup_epochs`` epochs. :meth:`ratio_term` is the one definition of this term: the
+    model step reads it too. Every SAC batch of model transitions is relabelled with the
+    discriminator given to :meth:`set_discriminator`, i.e. the current one; batches of
+    real transitions get ``f(r)`` only (their log-ratio is ``log p/p = 0``).
 
     Args:
         sac_agent: mbrl's ``pytorch_sac_pranz24.SAC`` (``cfg.algorithm.agent``).
         mode: ``"scaled"`` or ``"bound"``.
-        lam: weight of the clipped log-ratio in ``scaled`` mode (ignored in ``bound``).
-        clip: the clip ``c`` of the log-ratio.
+        lam: weight of the log-ratio in ``scaled`` mode (ignored in ``bound``).
+        clip: the bound ``c`` on the log-ratio.
         reward_floor: a number below every reward of the task (``bound`` mode only).
         gamma: the discount (SAC's ``gamma``).
+        scale: ``scaled`` mode: ``"none"``, or the log-ratio in reward units: times a
+            running standard deviation (``"reward_std"``) or root mean square
+            (``"reward_rms"``) of the model rewards SAC trains on.
+        warmup_epochs: epochs over which the ratio term's weight rises from 0 to its full
+            value (``0``: full from the start).
     """
 
     def __init__(
@@ -56,17 +71,59 @@ class BoundSACAgent(SACAgent):
         clip: float = 10.0,
         reward_floor: float | None = None,
         gamma: float = 0.99,
+        scale: str = "none",
+        warmup_epochs: int = 0,
     ):
         super().__init__(sac_agent)
         bound.check_reward_settings(mode, gamma, lam, clip, reward_floor)
+        if scale not in RATIO_SCALES:
+            raise ValueError(f"scale must be one of {RATIO_SCALES}, got {scale!r}")
+        if mode == "bound" and scale != "none":
+            raise ValueError("mode 'bound' has no free weight to scale; set scale=none")
+        if int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs}")
         self.mode = mode
         self.lam = lam
         self.clip = clip
         self.reward_floor = reward_floor
         self.gamma = gamma
+        self.scale = scale
+        self.warmup_epochs = int(warmup_epochs)
+        self.epochs_done = 0
         self.discriminator: Callable[..., torch.Tensor] | None = None
         self._reward_sum = 0.0
         self._reward_count = 0
+        # running first and second moments of the model rewards (None: none seen yet)
+        self._reward_moments: tuple[float, float] | None = None
+
+    def set_epoch(self, epochs_done: int) -> None:
+        """Tells the warm-up how many epochs are complete."""
+        self.epochs_done = int(epochs_done)
+
+    def ratio_weight(self) -> float:
+        """``w``: ``lam`` (1 in mode ``bound``) times the ratio scale and the warm-up."""
+        weight = bound.ratio_weight(self.mode, self.lam)
+        if self.warmup_epochs:
+            weight *= min(1.0, self.epochs_done / self.warmup_epochs)
+        if self.scale != "none":
+            mean, second = self._reward_moments or (0.0, 0.0)
+            var = max(second - mean**2, 0.0)
+            weight *= math.sqrt(var if self.scale == "reward_std" else second)
+        return weight
+
+    def ratio_term(self, logit: torch.Tensor) -> torch.Tensor:
+        """``w * c * tanh(logit / c)``, the log-ratio term both players maximize."""
+        return bound.ratio_term(logit, self.ratio_weight(), self.clip)
+
+    def _track_reward_moments(self, reward: torch.Tensor) -> None:
+        batch = (reward.mean().item(), reward.pow(2).mean().item())
+        if self._reward_moments is None:
+            self._reward_moments = batch
+        else:
+            self._reward_moments = tuple(
+                (1 - _SCALE_MOMENTUM) * old + _SCALE_MOMENTUM * new
+                for old, new in zip(self._reward_moments, batch, strict=True)
+            )
 
     def set_discriminator(self, discriminator: Callable[..., torch.Tensor]) -> None:
         """Uses ``discriminator(obs, act, next_obs) -> logits`` for the next SAC batches."""
@@ -83,22 +140,27 @@ class BoundSACAgent(SACAgent):
         act: np.ndarray,
         next_obs: np.ndarray,
         reward: np.ndarray,
+        model_data: bool = True,
     ) -> torch.Tensor:
-        """The reward SAC trains on, for a batch of (model) transitions.
+        """The reward SAC trains on: ``f(r) + ratio_term(logit C)`` for model transitions.
 
         Args:
             obs: observations, ``B x obs_dim``.
             act: actions, ``B x act_dim``.
             next_obs: next observations, ``B x obs_dim``.
             reward: rewards (predicted by the model for model transitions), ``B``.
+            model_data: ``False`` for real transitions: ``f(r)`` only, no ratio term, and
+                the ratio scale's running moments are left alone.
 
         Returns:
             The augmented rewards, shape ``B``.
         """
         device = self.sac_agent.device
         reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
-        if self.discriminator is None:  # before the first discriminator step: logit 0
-            logit = torch.zeros_like(reward_t)
+        if model_data and self.scale != "none":
+            self._track_reward_moments(reward_t)
+        if not model_data or self.discriminator is None:  # real data, or no C yet
+            ratio = torch.zeros_like(reward_t)
         else:
             with torch.no_grad():
                 logit = self.discriminator(
@@ -106,13 +168,12 @@ class BoundSACAgent(SACAgent):
                     torch.as_tensor(act, dtype=torch.float32, device=device),
                     torch.as_tensor(next_obs, dtype=torch.float32, device=device),
                 ).reshape(reward_t.shape)
+            ratio = self.ratio_term(logit)
         if self.mode == "bound":
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.
             reward_t = reward_t.clamp_min(self.reward_floor + 1e-6)
-        rt = bound.augmented_reward(
-            reward_t, logit, self.mode, self.gamma, self.lam, self.clip, self.reward_floor
-        )
+        rt = bound.task_reward_term(reward_t, self.mode, self.gamma, self.reward_floor) + ratio
         if not torch.isfinite(rt).all():
             raise NumericalError("augmented reward is not finite")
         self._reward_sum += rt.sum().item()
@@ -125,10 +186,16 @@ class BoundSACAgent(SACAgent):
         batch_size: int,
         updates: int,
         logger: mbrl.util.Logger | None = None,
+        model_data: bool = True,
     ) -> None:
-        """One SAC update on a batch of ``buffer`` relabelled with the augmented reward."""
+        """One SAC update on a batch of ``buffer`` relabelled with the augmented reward.
+
+        ``model_data=False`` for the real replay buffer (no ratio term, see
+        :meth:`augmented_reward`).
+        """
+        sampler = _AugmentedSampler(buffer, self, model_data)
         losses = self.sac_agent.update_parameters(
-            _AugmentedSampler(buffer, self), batch_size, updates, logger, reverse_mask=True
+            sampler, batch_size, updates, logger, reverse_mask=True
         )
         if not np.isfinite(losses).all():
             raise NumericalError("SAC loss (critic, actor or temperature) is not finite")
@@ -159,13 +226,18 @@ class BoundSACAgent(SACAgent):
         return mean
 
     def state_dict(self) -> dict[str, Any]:
-        """SAC's networks, optimizers and temperature, and the pending bound-reward mean."""
+        """SAC's networks, optimizers and temperature, the pending bound-reward mean, the
+        ratio scale's running moments and the warm-up's epoch count."""
         return {
             "sac": run_state.state_dict(self.sac_agent),
             "bound_reward": (self._reward_sum, self._reward_count),
+            "reward_moments": self._reward_moments,
+            "epochs_done": self.epochs_done,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Loads :meth:`state_dict` into an agent of the same configuration."""
         run_state.load_state_dict(self.sac_agent, state["sac"])
         self._reward_sum, self._reward_count = state["bound_reward"]
+        self._reward_moments = state["reward_moments"]
+        self.epochs_done = state["epochs_done"]

@@ -41,21 +41,25 @@ def discriminator_step(
 ) -> dict[str, float]:
     """Step (1): real ``(s, a, s')`` against model ``(s, a, ŝ')`` at the same ``(s, a)``.
 
+    Rows are drawn from ``D`` without replacement, so every row is distinct and the
+    discriminator's held-out rows are never trained on.
+
     Args:
         discriminator: the discriminator to fit.
         model_env: mbrl's ``ModelEnv`` over the current model (draws ``ŝ' ~ q``).
         replay_buffer: the real transitions ``D``.
         max_rows: at most this many ``(s, a)`` rows are drawn from ``D``.
-        generator: torch generator for the discriminator's split and mini-batches.
+        generator: torch generator for the rows, the discriminator's split and batches.
 
     Returns:
-        ``disc_loss``, ``disc_accuracy`` (held out) and ``kl_estimate``.
+        What :meth:`Discriminator.fit` returns (its diagnostics on held-out rows).
     """
     model = model_env.dynamics_model.model
     num_models = len(getattr(model, "elite_models", None) or range(len(model)))
     rows = min(len(replay_buffer), max_rows)
     rows -= rows % num_models  # mbrl's random_model propagation needs a multiple
-    batch = replay_buffer.sample(rows)
+    chosen = torch.randperm(len(replay_buffer), generator=generator)[:rows].numpy()
+    batch = replay_buffer.get_all()[chosen]
     obs = batch.obs.astype(np.float32)
     act = batch.act.astype(np.float32)
     model_state = model_env.reset(obs, return_as_np=True)
@@ -148,7 +152,7 @@ def train(
 
                 # --------------- Model Training -----------------
                 if (run.env_steps + 1) % cfg.overrides.freq_train_model == 0:
-                    # (2) model step: NLL + beta * -(logit C + gamma V), C and V frozen
+                    # (2) model step: NLL + beta * -(g(logit C) + gamma (1-done) V), C and V frozen
                     mbrl.util.common.train_model_and_save_model_and_data(
                         run.dynamics_model,
                         run.model_trainer,
@@ -181,7 +185,7 @@ def train(
                     )
 
                 # --------------- Agent Training -----------------
-                # (3) policy step: SAC on model transitions, rt = f(r̂) + lam clip(logit C)
+                # (3) policy step: SAC on model transitions, rt = f(r̂) + g(logit C)
                 for _ in range(cfg.overrides.num_sac_updates_per_step):
                     use_real_data = run.rng.random() < cfg.algorithm.real_data_ratio
                     which_buffer = replay_buffer if use_real_data else run.sac_buffer
@@ -191,7 +195,11 @@ def train(
                         break  # only update every once in a while
 
                     agent.update(
-                        which_buffer, cfg.overrides.sac_batch_size, run.updates_made, run.logger
+                        which_buffer,
+                        cfg.overrides.sac_batch_size,
+                        run.updates_made,
+                        run.logger,
+                        model_data=not use_real_data,  # real transitions: no ratio term
                     )
                     run.updates_made += 1
                     if not silent and run.updates_made % cfg.log_frequency_agent == 0:
@@ -222,6 +230,7 @@ def train(
                         run.best_eval_reward = avg_reward
                         agent.sac_agent.save_checkpoint(ckpt_path=os.path.join(work_dir, "sac.pth"))
                     run.epoch += 1
+                    agent.set_epoch(run.epoch)  # the ratio term's warm-up
 
                 run.env_steps += 1
                 progress.update(1)

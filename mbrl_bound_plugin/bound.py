@@ -8,6 +8,8 @@ discriminator's raw output ``logit C(s,a,s')`` estimates ``log p(s'|s,a) - log q
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -22,8 +24,8 @@ def check_reward_settings(
     Args:
         mode: ``"scaled"`` or ``"bound"``.
         gamma: discount factor, in ``(0, 1)``.
-        lam: weight of the clipped log-ratio; must be ``>= 0``.
-        clip: the clip of the log-ratio; must be ``> 0``.
+        lam: weight of the log-ratio; must be ``>= 0``.
+        clip: the bound ``c`` on the log-ratio; must be ``> 0``.
         reward_floor: required in mode ``"bound"``.
 
     Raises:
@@ -64,6 +66,44 @@ def check_rewards_above_floor(reward: torch.Tensor, reward_floor: float) -> None
         )
 
 
+def ratio_weight(mode: str, lam: float) -> float:
+    """The log-ratio's weight before scale and warm-up: ``lam``, or 1 in mode ``bound``."""
+    return 1.0 if mode == "bound" else float(lam)
+
+
+def ratio_term(logit: torch.Tensor, weight: float, clip: float) -> torch.Tensor:
+    """The bounded log-ratio term both players read: ``weight * c * tanh(logit / c)``.
+
+    A smooth clip: about ``weight * logit`` for ``|logit|`` well below ``c``, never beyond
+    ``weight * c``, and with a gradient everywhere (the model step differentiates it).
+
+    Args:
+        logit: discriminator logits ``logit C(s,a,ŝ')``, any shape.
+        weight: the term's weight (``lam``, times the scale and warm-up if any).
+        clip: the bound ``c`` on the log-ratio; must be ``> 0``.
+
+    Returns:
+        A tensor of the shape of ``logit``.
+    """
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    return weight * clip * torch.tanh(logit / clip)
+
+
+def task_reward_term(
+    reward: torch.Tensor, mode: str, gamma: float, reward_floor: float | None
+) -> torch.Tensor:
+    """``f(r)``: ``r`` in mode ``scaled``, ``(1 - gamma) * log(r - reward_floor)`` in ``bound``.
+
+    Raises:
+        ValueError: in mode ``bound``, a reward at or below ``reward_floor``.
+    """
+    if mode == "scaled":
+        return reward
+    check_rewards_above_floor(reward, reward_floor)
+    return (1.0 - gamma) * torch.log(reward - reward_floor)
+
+
 def augmented_reward(
     reward: torch.Tensor,
     logit: torch.Tensor,
@@ -75,7 +115,7 @@ def augmented_reward(
 ) -> torch.Tensor:
     """The reward SAC maximizes inside the model (deep algorithm, step 3).
 
-    ``rt = f(r) + lam * clip(logit C(s,a,s'), -clip, clip)`` with
+    ``rt = f(r) + lam * c * tanh(logit C(s,a,s') / c)`` (:func:`ratio_term`) with
 
     - mode ``"scaled"``: ``f(r) = r`` and ``lam`` as given (``lam = 0`` is MBPO's reward);
     - mode ``"bound"``: ``f(r) = (1 - gamma) * log(r - reward_floor)`` and ``lam = 1``
@@ -87,8 +127,8 @@ def augmented_reward(
             shape as ``reward`` (no broadcasting, to catch ``B`` vs ``B x 1`` mix-ups).
         mode: ``"scaled"`` or ``"bound"``.
         gamma: discount factor, in ``(0, 1)``.
-        lam: weight of the clipped log-ratio in mode ``"scaled"``; must be ``>= 0``.
-        clip: the log-ratio is clipped to ``[-clip, clip]``; must be ``> 0``.
+        lam: weight of the log-ratio in mode ``"scaled"``; must be ``>= 0``.
+        clip: the bound ``c`` on the log-ratio; must be ``> 0``.
         reward_floor: a number below every reward the task can give; required in mode
             ``"bound"``, unused in mode ``"scaled"``.
 
@@ -106,38 +146,69 @@ def augmented_reward(
             f"reward and logit must have the same shape, got {tuple(reward.shape)} and "
             f"{tuple(logit.shape)}; reshape one of them (e.g. squeeze a trailing 1)"
         )
-    clipped_ratio = logit.clamp(-clip, clip)  # clip(log p/q, -c, c)
-    if mode == "scaled":
-        return reward + lam * clipped_ratio  # r + lam * clip(logit C)
-    check_rewards_above_floor(reward, reward_floor)
-    # (1 - gamma) * log(r - r_floor) + clip(logit C), lam fixed to 1
-    return (1.0 - gamma) * torch.log(reward - reward_floor) + clipped_ratio
+    ratio = ratio_term(logit, ratio_weight(mode, lam), clip)
+    return task_reward_term(reward, mode, gamma, reward_floor) + ratio
 
 
-def model_bound_term(logit: torch.Tensor, value: torch.Tensor, gamma: float) -> torch.Tensor:
-    """The bound's part of the model loss (deep algorithm, step 2), before ``beta``.
+def model_bound_term(
+    ratio: torch.Tensor,
+    value: torch.Tensor,
+    gamma: float,
+    done: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The bound's part of the model loss (deep algorithm, step 2), per sample, before ``beta``.
 
-    ``-E_{(s,a)~D, ŝ'~q}[ logit C(s,a,ŝ') + gamma * V(ŝ') ]``, a Monte-Carlo mean over
-    the given samples. Gradients flow through both ``logit`` and ``value`` (the caller
-    freezes ``C`` and ``V`` so that only ``ŝ'`` carries them back to the model).
+    ``-( g(logit C(s,a,ŝ')) + gamma * (1 - done(ŝ')) * V(ŝ') )`` for each sample ``ŝ' ~ q``,
+    where ``g`` is the policy's own :func:`ratio_term`. Gradients flow through ``ratio``
+    and ``value`` (the caller freezes ``C`` and ``V`` so that only ``ŝ'`` carries them back
+    to the model); ``done`` carries none. The caller averages over samples.
 
     Args:
-        logit: discriminator logits at model samples ``ŝ'``, any shape.
-        value: ``V(ŝ')`` at the same samples, same shape as ``logit``.
+        ratio: the ratio term ``g(logit)`` at model samples ``ŝ'``, any shape.
+        value: ``V(ŝ')`` at the same samples, same shape as ``ratio``.
         gamma: discount factor.
+        done: whether ``ŝ'`` is terminal, same shape (bool or 0/1); ``None``: never.
 
     Returns:
-        A scalar tensor, to be minimized.
+        A tensor of the shape of ``ratio``, to be minimized.
 
     Raises:
         ValueError: if the shapes differ.
     """
-    if logit.shape != value.shape:
-        raise ValueError(
-            f"logit and value must have the same shape, got {tuple(logit.shape)} and "
-            f"{tuple(value.shape)}"
-        )
-    return -(logit + gamma * value).mean()
+    for name, x in (("value", value), ("done", done)):
+        if x is not None and x.shape != ratio.shape:
+            raise ValueError(
+                f"ratio and {name} must have the same shape, got {tuple(ratio.shape)} and "
+                f"{tuple(x.shape)}"
+            )
+    if done is not None:
+        value = value * (1.0 - done.to(value.dtype).detach())  # no value after a terminal state
+    return -(ratio + gamma * value)
+
+
+def calibration(real_logits: torch.Tensor, model_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Checks of a log-ratio: ``E_q[exp(logit)]`` and ``E_p[exp(-logit)]``, both 1 if calibrated.
+
+    For ``logit = log p/q`` exactly, ``E_{s'~q}[p/q] = 1`` and ``E_{s'~p}[q/p] = 1``; far from
+    1 means the ratio term is noise, whatever the accuracy says. Computed as the exp of a
+    log-mean-exp (finite until the mean itself overflows float64).
+
+    Args:
+        real_logits: logits at real transitions ``s' ~ p``.
+        model_logits: logits at model transitions ``s' ~ q``.
+
+    Returns:
+        ``exp_logit_model`` and ``exp_neglogit_real``, scalar float64 tensors.
+    """
+
+    def mean_exp(x: torch.Tensor) -> torch.Tensor:
+        x = x.double().flatten()
+        return torch.exp(torch.logsumexp(x, 0) - math.log(x.numel()))
+
+    return {
+        "exp_logit_model": mean_exp(model_logits),
+        "exp_neglogit_real": mean_exp(-real_logits),
+    }
 
 
 def kl_estimate(model_logits: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from mbrl_bound_plugin.run import BoundRun
 
 MAGIC = b"MBRL-BOUND-CHECKPOINT"
-FORMAT_VERSION = 2  # 2: the payload is {"meta", "run": BoundRun.state_dict()}
+FORMAT_VERSION = 3  # 2: the payload is {"meta", "run": BoundRun.state_dict()}; 3: calibrated bound
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
 

@@ -4,11 +4,19 @@ A classifier trained with the logistic loss on real transitions (label 1) agains
 transitions at the same ``(s, a)`` (label 0), in equal numbers, has ``C/(1-C) = p/q`` at
 its optimum, so its raw pre-sigmoid output is the log-ratio the bound needs
 (``docs/algorithm.md``, estimating the ratio, and the deep algorithm's step 1).
+
+Against deterministic real dynamics the two classes are separable and that optimum is
+at infinity, so the discriminator estimates the ratio of the *smoothed* densities
+instead: Gaussian noise of scale ``noise_scale`` on the (standardized) next-state
+features of both classes while training, clean inputs when scored. Spectral norm, a
+gradient penalty on real inputs, weight decay and early stopping on the held-out
+log-loss keep the logit from saturating (``docs/algorithm.md``, a calibrated ratio).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,6 +42,11 @@ class Discriminator(nn.Module):
     rows at every :meth:`fit`. Its Adam optimizer persists across fits, so each fit
     warm-starts from the previous one.
 
+    The logit is kept a finite, calibrated log-ratio by: ``noise_scale`` (the smoothing
+    kernel's width, in standard deviations of the real next-state changes), spectral
+    normalization of every layer, a gradient penalty on real inputs, weight decay, and
+    early stopping on the held-out log-loss (the best weights of a fit are kept).
+
     Args:
         obs_dim: observation size.
         act_dim: action size.
@@ -42,9 +55,17 @@ class Discriminator(nn.Module):
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         batch_size: rows per mini-batch; each step sees ``batch_size`` real and the same
-            rows' ``batch_size`` model transitions.
-        num_updates: Adam steps per :meth:`fit`.
-        holdout_ratio: fraction of rows held out to report accuracy and the KL estimate.
+            rows' ``batch_size`` model transitions (all training rows when there are
+            fewer).
+        num_updates: at most this many Adam steps per :meth:`fit`.
+        holdout_ratio: fraction of rows held out: early stopping and the diagnostics.
+        noise_scale: standard deviation of the Gaussian noise added to the standardized
+            next-state change features of both classes while training; ``0`` for none.
+        spectral_norm: spectral normalization on every linear layer.
+        grad_penalty: weight of ``E_p[|grad_x logit|^2] / 2`` on real inputs (``0``: off).
+        patience: stop a fit after this many held-out checks without a lower held-out
+            log-loss, and keep the best weights (``0``: run all ``num_updates``).
+        eval_every: Adam steps between held-out checks (with ``patience > 0``).
         device: torch device for the parameters and computations.
     """
 
@@ -59,6 +80,11 @@ class Discriminator(nn.Module):
         batch_size: int = 256,
         num_updates: int = 100,
         holdout_ratio: float = 0.1,
+        noise_scale: float = 0.3,
+        spectral_norm: bool = False,
+        grad_penalty: float = 0.0,
+        patience: int = 3,
+        eval_every: int = 10,
         device: str | torch.device = "cpu",
     ):
         super().__init__()
@@ -69,9 +95,15 @@ class Discriminator(nn.Module):
             ("num_layers", num_layers),
             ("batch_size", batch_size),
             ("num_updates", num_updates),
+            ("eval_every", eval_every),
         ):
             if int(val) != val or val < 1:
                 raise ValueError(f"discriminator.{name} must be an integer >= 1, got {val}")
+        if int(patience) != patience or patience < 0:
+            raise ValueError(f"discriminator.patience must be an integer >= 0, got {patience}")
+        for name, val in (("noise_scale", noise_scale), ("grad_penalty", grad_penalty)):
+            if not val >= 0:
+                raise ValueError(f"discriminator.{name} must be >= 0, got {val}")
         if lr <= 0:
             raise ValueError(f"discriminator.lr must be > 0, got {lr}")
         if weight_decay < 0:
@@ -84,19 +116,25 @@ class Discriminator(nn.Module):
         self.batch_size = int(batch_size)
         self.num_updates = int(num_updates)
         self.holdout_ratio = float(holdout_ratio)
+        self.noise_scale = float(noise_scale)
+        self.grad_penalty = float(grad_penalty)
+        self.patience = int(patience)
+        self.eval_every = int(eval_every)
         self.device = torch.device(device)
 
         in_size = 2 * self.obs_dim + self.act_dim
+        norm = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         layers: list[nn.Module] = []
         width = in_size
         for _ in range(int(num_layers)):
-            layers += [nn.Linear(width, int(hid_size)), nn.SiLU()]
+            layers += [norm(nn.Linear(width, int(hid_size))), nn.SiLU()]
             width = int(hid_size)
-        layers.append(nn.Linear(width, 1))
+        layers.append(norm(nn.Linear(width, 1)))
         self.net = nn.Sequential(*layers)
         self.register_buffer("feature_mean", torch.zeros(in_size))
         self.register_buffer("feature_std", torch.ones(in_size))
         self.to(self.device)
+        self.eval()  # scoring never runs spectral norm's power iteration; fit trains
         self.optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
 
     def _features(
@@ -130,10 +168,55 @@ class Discriminator(nn.Module):
         Returns:
             Logits with the broadcast leading shape (``(B,)`` for ``B x dim`` inputs).
         """
+        return self._logits(self._standardized(obs, act, next_obs))
+
+    def _standardized(
+        self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
+    ) -> torch.Tensor:
         to = {"device": self.device, "dtype": torch.float32}
         features = self._features(obs.to(**to), act.to(**to), next_obs.to(**to))
-        features = (features - self.feature_mean) / self.feature_std
+        return (features - self.feature_mean) / self.feature_std
+
+    def _logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)
+
+    def _smoothed(self, features: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Adds the smoothing kernel's noise to the next-state change features."""
+        if self.noise_scale == 0.0:
+            return features
+        change = features[..., -self.obs_dim :]
+        noise = torch.randn(change.shape, generator=generator).to(self.device)
+        return torch.cat([features[..., : -self.obs_dim], change + self.noise_scale * noise], -1)
+
+    def _training_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Logistic loss on smoothed features, plus the gradient penalty on real inputs."""
+        real = self._smoothed(real, generator)
+        fake = self._smoothed(fake, generator)
+        if self.grad_penalty > 0.0:
+            real = real.detach().requires_grad_(True)
+        real_logits = self._logits(real)
+        loss = bound.logistic_loss(real_logits, self._logits(fake))
+        if self.grad_penalty > 0.0:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            loss = loss + 0.5 * self.grad_penalty * grad.pow(2).sum(-1).mean()
+        return loss
+
+    @torch.no_grad()
+    def _held_out(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        """The diagnostics on clean held-out features (see :meth:`fit`)."""
+        was_training = self.training
+        self.eval()
+        real_logits, model_logits = self._logits(real), self._logits(fake)
+        self.train(was_training)
+        calib = bound.calibration(real_logits, model_logits)
+        return {
+            "disc_logloss": bound.logistic_loss(real_logits, model_logits).item(),
+            "disc_accuracy": bound.balanced_accuracy(real_logits, model_logits).item(),
+            "kl_estimate": bound.kl_estimate(model_logits).item(),
+            **{k: v.item() for k, v in calib.items()},
+        }
 
     def num_train_rows(self, num_rows: int) -> int:
         """Rows a :meth:`fit` on ``num_rows`` rows trains on (at least one is held out).
@@ -157,29 +240,34 @@ class Discriminator(nn.Module):
     ) -> dict[str, float]:
         """Discriminator step: real `(obs, act, next_obs)` vs model `(obs, act, model_next_obs)`.
 
-        Minimizes ``bound.logistic_loss`` (deep algorithm, step 1) with ``num_updates``
-        Adam steps. Each step takes ``batch_size`` training rows and uses both their real
-        and their model next observation, so real and model transitions come at the same
-        ``(s, a)`` and in equal numbers. A random ``holdout_ratio`` slice of rows (at
-        least one) is held out for the reported accuracy and KL estimate.
+        Minimizes ``bound.logistic_loss`` (deep algorithm, step 1) with up to
+        ``num_updates`` Adam steps. Each step takes ``batch_size`` training rows (all of
+        them when there are fewer) and uses both their real and their model next
+        observation, so real and model transitions come at the same ``(s, a)`` and in
+        equal numbers; both get the smoothing noise. A random ``holdout_ratio`` slice of
+        the rows (at least one), disjoint from the training rows, is never trained on:
+        early stopping and every returned diagnostic use it, with clean inputs.
 
         Args:
             obs: observations, shape ``N x obs_dim`` (numpy or torch, any float dtype).
             act: actions, shape ``N x act_dim``.
             next_obs: real next observations ``s' ~ p``, shape ``N x obs_dim``.
             model_next_obs: model samples ``ŝ' ~ q`` at the same rows, shape ``N x obs_dim``.
-            generator: CPU random generator for the split and the mini-batches; ``None``
-                uses torch's global generator.
+            generator: CPU random generator for the split, the mini-batches and the
+                noise; ``None`` uses torch's global generator.
 
         Returns:
             ``disc_loss``: mean training loss of the last (up to 10) steps;
+            ``disc_logloss``: held-out logistic loss (``2 ln 2 = 1.386`` at chance);
             ``disc_accuracy``: held-out balanced accuracy (0.5 = indistinguishable);
             ``kl_estimate``: ``-mean`` held-out logit at model transitions, estimating
-            ``KL(q || p)``.
+            ``KL(q || p)``;
+            ``exp_logit_model`` and ``exp_neglogit_real``: :func:`bound.calibration` on
+            the held-out rows (both 1 for a calibrated log-ratio);
+            ``disc_updates``: Adam steps taken; ``disc_batch_size``: rows per step.
 
         Raises:
-            ValueError: on inconsistent shapes, fewer than two rows, or a ``batch_size``
-                larger than the number of training rows.
+            ValueError: on inconsistent shapes or fewer than two rows.
         """
         obs_t = _as_float_tensor(obs, self.device)
         act_t = _as_float_tensor(act, self.device)
@@ -200,55 +288,63 @@ class Discriminator(nn.Module):
         if num_rows < 2:
             raise ValueError(f"the discriminator needs at least 2 rows to fit, got {num_rows}")
 
-        # split rows: a random holdout slice (>= 1 row), the rest for training
+        # split rows: a random holdout slice (>= 1 row), the rest, disjoint, for training
         perm = torch.randperm(num_rows, generator=generator).to(self.device)
         num_holdout = num_rows - self.num_train_rows(num_rows)
         hold_idx, train_idx = perm[:num_holdout], perm[num_holdout:]
         num_train = train_idx.numel()
-        if self.batch_size > num_train:
-            raise ValueError(
-                f"discriminator.batch_size={self.batch_size} exceeds the {num_train} training "
-                f"rows (of {num_rows}, after holding out {num_holdout}); lower "
-                f"discriminator.batch_size or collect more data"
-            )
+        batch_size = min(self.batch_size, num_train)
 
         # standardize features with the statistics of the real training transitions
         with torch.no_grad():
             feats = self._features(obs_t[train_idx], act_t[train_idx], real_t[train_idx])
-            std = feats.std(dim=0)
+            std = feats.std(dim=0) if num_train > 1 else torch.ones_like(feats[0])
             std[std < 1e-6] = 1.0
             self.feature_mean.copy_(feats.mean(dim=0))
             self.feature_std.copy_(std)
+            real_f = self._standardized(obs_t, act_t, real_t)
+            fake_f = self._standardized(obs_t, act_t, fake_t)
+        held_real, held_fake = real_f[hold_idx], fake_f[hold_idx]
+
+        def held_out_logloss() -> float:
+            return self._held_out(held_real, held_fake)["disc_logloss"]
+
+        best = (held_out_logloss(), copy.deepcopy(self.net.state_dict())) if self.patience else None
+        checks_since_best = 0
 
         # logistic loss: -mean log sigmoid(C(s,a,s')) - mean log(1 - sigmoid(C(s,a,ŝ')))
         self.train()
         losses: list[float] = []
         order = torch.randperm(num_train, generator=generator).to(self.device)
         pos = 0
-        for _ in range(self.num_updates):
-            if pos + self.batch_size > num_train:  # new pass over the training rows
+        for step in range(1, self.num_updates + 1):
+            if pos + batch_size > num_train:  # new pass over the training rows
                 order = torch.randperm(num_train, generator=generator).to(self.device)
                 pos = 0
-            rows = train_idx[order[pos : pos + self.batch_size]]
-            pos += self.batch_size
-            o, a = obs_t[rows], act_t[rows]
-            loss = bound.logistic_loss(self(o, a, real_t[rows]), self(o, a, fake_t[rows]))
+            rows = train_idx[order[pos : pos + batch_size]]
+            pos += batch_size
+            loss = self._training_loss(real_f[rows], fake_f[rows], generator)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
             losses.append(loss.item())
+            if best is not None and step % self.eval_every == 0:
+                held = held_out_logloss()
+                if held < best[0]:
+                    best, checks_since_best = (held, copy.deepcopy(self.net.state_dict())), 0
+                else:
+                    checks_since_best += 1
+                    if checks_since_best >= self.patience:
+                        break
+        if best is not None:
+            self.net.load_state_dict(best[1])
 
         self.eval()
-        with torch.no_grad():
-            o, a = obs_t[hold_idx], act_t[hold_idx]
-            real_logits = self(o, a, real_t[hold_idx])
-            model_logits = self(o, a, fake_t[hold_idx])
-            accuracy = bound.balanced_accuracy(real_logits, model_logits).item()
-            kl = bound.kl_estimate(model_logits).item()
         return {
             "disc_loss": float(np.mean(losses[-_LOSS_WINDOW:])),
-            "disc_accuracy": float(accuracy),
-            "kl_estimate": float(kl),
+            **self._held_out(held_real, held_fake),
+            "disc_updates": float(len(losses)),
+            "disc_batch_size": float(batch_size),
         }
 
     @contextlib.contextmanager

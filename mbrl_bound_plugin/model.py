@@ -1,9 +1,12 @@
 """mbrl's 1-D transition-reward model with the bound's model step (deep algorithm, step 2).
 
-The model loss becomes ``NLL + beta * -(logit C(s,a,ŝ') + gamma * V(ŝ'))`` with ``ŝ'``
-drawn from the ensemble by reparameterization and ``C`` and ``V`` frozen, so gradients
-reach the model through ``ŝ'`` only (``docs/algorithm.md``, the model step). With
-``beta = 0`` (or before the critics are set) :meth:`update` is mbrl's own, unchanged.
+The model loss becomes ``NLL + beta * -(g(logit C(s,a,ŝ')) + gamma * (1 - done(ŝ')) *
+V(ŝ'))`` with ``ŝ'`` drawn from the ensemble by reparameterization, ``g`` the policy's
+own ratio term, and ``C`` and ``V`` frozen, so gradients reach the model through ``ŝ'``
+only (``docs/algorithm.md``, the model step). The bound term is reduced over ensemble
+members as mbrl reduces the NLL, so ``beta`` weighs it against each member's NLL
+whatever the ensemble size, and with ``beta > 0`` validation scores the same objective.
+With ``beta = 0`` (or before the critics are set) training is mbrl's own, unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import mbrl.models
 import mbrl.models.util as model_util
 import mbrl.types
-import numpy as np
+import mbrl.util.math
 import torch
 from torch import nn
 
@@ -23,6 +26,9 @@ from mbrl_bound_plugin import bound
 
 DiscriminatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
+RatioFn = Callable[[torch.Tensor], torch.Tensor]
+TermFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BOUND_STATS = ("model_nll", "bound_term", "bound_logit", "bound_value")
 
 
 @contextlib.contextmanager
@@ -48,6 +54,17 @@ def _match_trailing_one(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
     """``OneDTransitionRewardModel`` whose training step adds the bound's model term.
 
+    ``beta`` weighs the bound term, in nats per transition, against each member's NLL
+    (mbrl's Gaussian NLL averaged over batch and output dimensions): the term is averaged
+    over each member's samples, then summed over members for mbrl's ``GaussianMLP``
+    ensemble (which sums its members' NLLs) or averaged for ``BasicEnsemble`` (which
+    averages them), so the same ``beta`` means the same for any ensemble size.
+
+    With ``beta > 0``, :meth:`eval_score` (what mbrl's ``ModelTrainer`` uses to keep the
+    best weights, stop early and pick elites) is the model's own objective per member,
+    NLL plus ``beta`` times the bound term, instead of mbrl's squared error, which would
+    pull the model back to the likelihood fit.
+
     Args:
         model: the wrapped mbrl model (e.g. a ``GaussianMLP`` ensemble).
         beta: weight of the bound term in the model loss; ``0`` gives mbrl's training
@@ -62,13 +79,13 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             raise ValueError(f"beta must be >= 0 (0 is MBPO's model training), got {beta}")
         super().__init__(model, **kwargs)
         self.beta = float(beta)
-        # (discriminator, value_fn) in a tuple, so that an nn.Module critic is not
-        # registered as a submodule (its parameters must stay out of the model's optimizer)
-        self._critics: tuple[DiscriminatorFn, ValueFn] | None = None
+        # critics in a tuple, so that an nn.Module critic is not registered as a
+        # submodule (its parameters must stay out of the model's optimizer)
+        self._critics: tuple[DiscriminatorFn, ValueFn, RatioFn, TermFn | None] | None = None
         self._gamma = 0.0
         self._frozen: tuple[nn.Module, ...] = ()
-        self._nll_history: list[float] = []
-        self._bound_history: list[float] = []
+        self._stat_sums = dict.fromkeys(BOUND_STATS, 0.0)
+        self._stat_count = 0
 
     def set_bound_critics(
         self,
@@ -76,6 +93,8 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         value_fn: ValueFn,
         gamma: float,
         frozen: Sequence[nn.Module] = (),
+        ratio_fn: RatioFn | None = None,
+        termination_fn: TermFn | None = None,
     ) -> None:
         """Sets the critics of the bound term; call again whenever they change.
 
@@ -88,13 +107,17 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             frozen: modules whose parameters get no gradient from the bound term (the
                 discriminator and the SAC networks behind ``value_fn``). ``discriminator``
                 and ``value_fn`` are added when they are themselves ``nn.Module``.
+            ratio_fn: ``g``, the transform of the logit the policy also sees (e.g.
+                ``BoundSACAgent.ratio_term``); ``None``: the raw logit.
+            termination_fn: mbrl's ``term_fn(act, next_obs)``; ``V`` counts 0 at the
+                samples it marks terminal. ``None``: no state is terminal.
 
         Raises:
             ValueError: if ``gamma`` is outside ``(0, 1)``.
         """
         if not 0.0 < gamma < 1.0:
             raise ValueError(f"gamma must be in (0, 1), got {gamma}")
-        self._critics = (discriminator, value_fn)
+        self._critics = (discriminator, value_fn, ratio_fn or (lambda x: x), termination_fn)
         self._gamma = float(gamma)
         modules = list(frozen)
         for fn in (discriminator, value_fn):
@@ -119,12 +142,11 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         """
         model_in = self._get_model_input(batch.obs, batch.act).float()
         obs = model_util.to_tensor(batch.obs).to(self.device).float()
-        return self._sample_next_obs(model_in, obs)
+        return self._next_obs(*self._members_forward(model_in), obs)
 
-    def _sample_next_obs(self, model_in: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        if model_in.ndim == 2:  # add the ensemble dimension, as mbrl's loss does
-            model_in = model_in.unsqueeze(0)
-        mean, logvar = self._members_forward(model_in)
+    def _next_obs(
+        self, mean: torch.Tensor, logvar: torch.Tensor | None, obs: torch.Tensor
+    ) -> torch.Tensor:
         if self.learned_rewards:  # the reward head keeps its plain NLL
             mean = mean[..., :-1]
             logvar = None if logvar is None else logvar[..., :-1]
@@ -140,10 +162,12 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
     def _members_forward(self, model_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean and log-variance of every member, ``E x B x out``, each member on its own rows.
 
-        ``model_in`` is ``E x B x in`` (or ``1 x B x in``, broadcast to every member).
-        mbrl's ``GaussianMLP`` ensemble does this in one call; its ``BasicEnsemble`` holds
-        separate models, called one by one.
+        ``model_in`` is ``E x B x in``, or ``B x in`` / ``1 x B x in`` (broadcast to every
+        member). mbrl's ``GaussianMLP`` ensemble does this in one call; its
+        ``BasicEnsemble`` holds separate models, called one by one.
         """
+        if model_in.ndim == 2:  # add the ensemble dimension, as mbrl's loss does
+            model_in = model_in.unsqueeze(0)
         if not isinstance(self.model, mbrl.models.BasicEnsemble):
             return self.model.forward(model_in, use_propagation=False)
         rows = model_in.expand(len(self.model), *model_in.shape[1:])
@@ -152,13 +176,41 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         logvar = None if outputs[0][1] is None else torch.stack([v for _, v in outputs])
         return mean, logvar
 
+    def _reduce_members(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """Per-sample ``E x B`` values to one scalar, reduced over members as mbrl's NLL."""
+        per_member = per_sample.reshape(per_sample.shape[0], -1).mean(dim=1)
+        if isinstance(self.model, mbrl.models.BasicEnsemble):
+            return per_member.mean()
+        return per_member.sum()
+
+    def _bound_terms(
+        self, mean: torch.Tensor, logvar: torch.Tensor | None, obs: torch.Tensor, act: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample ``g(logit)``, ``gamma (1 - done) V`` and their negated sum, ``E x B``."""
+        discriminator, value_fn, ratio_fn, termination_fn = self._critics
+        next_obs = self._next_obs(mean, logvar, obs)  # ŝ' ~ q, reparameterized
+        obs_b = obs.expand_as(next_obs)
+        act_b = act.expand(*next_obs.shape[:-1], act.shape[-1])
+        logit = _match_trailing_one(discriminator(obs_b, act_b, next_obs), next_obs.shape[:-1])
+        ratio = ratio_fn(logit)
+        value = _match_trailing_one(value_fn(next_obs), logit.shape)
+        done = None
+        if termination_fn is not None:
+            with torch.no_grad():
+                flat = termination_fn(
+                    act_b.reshape(-1, act_b.shape[-1]), next_obs.reshape(-1, next_obs.shape[-1])
+                )
+            done = flat.reshape(logit.shape)
+        term = bound.model_bound_term(ratio, value, self._gamma, done)
+        return ratio, -term - ratio, term
+
     def update(
         self,
         batch: mbrl.types.TransitionBatch,
         optimizer: torch.optim.Optimizer,
         target: torch.Tensor | None = None,
     ) -> tuple[float, dict[str, Any]]:
-        """One training step on ``NLL + beta * -(logit C(s,a,ŝ') + gamma * V(ŝ'))``.
+        """One training step on ``NLL + beta * -(g(logit C) + gamma (1 - done) V)(ŝ')``.
 
         With ``beta == 0`` or no critics set, this is ``OneDTransitionRewardModel.update``
         unchanged (bit-for-bit mbrl's training).
@@ -169,17 +221,16 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             target: must be ``None`` (targets come from ``batch``), as in mbrl.
 
         Returns:
-            The loss value and a metadata dict (with ``model_nll``, ``bound_term`` and
-            ``grad_norm`` when the bound term is used; mbrl's metadata otherwise).
+            The loss value and a metadata dict (with ``model_nll``, ``bound_term``,
+            ``bound_logit``, ``bound_value`` and ``grad_norm`` when the bound term is
+            used; mbrl's metadata otherwise).
         """
         if self.beta == 0.0 or self._critics is None:
             loss, meta = super().update(batch, optimizer, target)
-            self._nll_history.append(float(loss))
-            self._bound_history.append(0.0)
+            self._record(model_nll=float(loss), bound_term=0.0, bound_logit=0.0, bound_value=0.0)
             return loss, meta
 
         assert target is None
-        discriminator, value_fn = self._critics
         model_in, target = self._process_batch(batch)
         self.train()
         optimizer.zero_grad()
@@ -187,14 +238,9 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         obs = model_util.to_tensor(batch.obs).to(self.device).float()
         act = model_util.to_tensor(batch.act).to(self.device).float()
         with _frozen(self._frozen):
-            next_obs = self._sample_next_obs(model_in, obs)  # ŝ' ~ q, reparameterized
-            obs_b = obs.expand_as(next_obs)
-            act_b = act.expand(*next_obs.shape[:-1], act.shape[-1])
-            logit = discriminator(obs_b, act_b, next_obs)
-            logit = _match_trailing_one(logit, next_obs.shape[:-1])
-            value = _match_trailing_one(value_fn(next_obs), logit.shape)
-            bound_term = bound.model_bound_term(logit, value, self._gamma)
-            # model step: NLL + beta * -(logit C + gamma V)
+            ratio, value, term = self._bound_terms(*self._members_forward(model_in), obs, act)
+            bound_term = self._reduce_members(term)
+            # model step: NLL + beta * -(g(logit C) + gamma (1 - done) V)
             loss = nll + self.beta * bound_term
             loss.backward()
         meta = dict(meta or {})
@@ -204,27 +250,61 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
                 if p.grad is not None:
                     grad_norm += p.grad.norm(2).item() ** 2
         optimizer.step()
-        meta.update(model_nll=nll.item(), bound_term=bound_term.item(), grad_norm=grad_norm)
-        self._nll_history.append(meta["model_nll"])
-        self._bound_history.append(meta["bound_term"])
+        stats = {
+            "model_nll": nll.item(),
+            "bound_term": bound_term.item(),
+            "bound_logit": self._reduce_members(ratio).item(),
+            "bound_value": self._reduce_members(value).item(),
+        }
+        self._record(**stats)
+        meta.update(grad_norm=grad_norm, **stats)
         return loss.item(), meta
 
-    def pop_bound_stats(self) -> dict[str, float]:
-        """Means of ``model_nll`` and ``bound_term`` over the updates since the last pop.
+    def eval_score(
+        self, batch: mbrl.types.TransitionBatch, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Validation score per member and transition, ``E x B x 1`` (lower is better).
 
-        Resets the accumulators. With ``beta == 0`` the recorded ``model_nll`` is mbrl's
-        loss and ``bound_term`` is ``0.0``.
+        ``beta == 0``: mbrl's own (squared error). ``beta > 0``: the model's objective,
+        the Gaussian NLL (``mbrl.util.math.gaussian_nll``, averaged over output
+        dimensions) plus ``beta`` times the bound term once the critics are set.
+        """
+        if self.beta == 0.0:
+            return super().eval_score(batch, target)
+        assert target is None
+        with torch.no_grad():
+            model_in, target = self._process_batch(batch)
+            mean, logvar = self._members_forward(model_in)
+            target = target.expand_as(mean)
+            if logvar is None:
+                score = (mean - target).pow(2).mean(-1)
+            else:
+                score = mbrl.util.math.gaussian_nll(mean, logvar, target, reduce=False).mean(-1)
+            if self._critics is not None:
+                obs = model_util.to_tensor(batch.obs).to(self.device).float()
+                act = model_util.to_tensor(batch.act).to(self.device).float()
+                score = score + self.beta * self._bound_terms(mean, logvar, obs, act)[2]
+        return score.unsqueeze(-1), {}  # (mbrl's trainer expects E x B x out)
+
+    def _record(self, **stats: float) -> None:
+        for key, val in stats.items():
+            self._stat_sums[key] += val
+        self._stat_count += 1
+
+    def pop_bound_stats(self) -> dict[str, float]:
+        """Means of :data:`BOUND_STATS` over the updates since the last pop.
+
+        Resets the sums. With ``beta == 0`` the recorded ``model_nll`` is mbrl's loss and
+        the bound's columns are ``0.0``. ``bound_logit`` is the mean ratio term
+        ``g(logit C)`` the model maximizes, ``bound_value`` the mean ``gamma (1 - done) V``;
+        ``bound_term`` is minus their sum (each reduced over members as the NLL).
 
         Returns:
-            ``{"model_nll": ..., "bound_term": ...}``, or ``{}`` when no update ran since
-            the last pop.
+            The means, or ``{}`` when no update ran since the last pop.
         """
-        if not self._nll_history:
+        if not self._stat_count:
             return {}
-        stats = {
-            "model_nll": float(np.mean(self._nll_history)),
-            "bound_term": float(np.mean(self._bound_history)),
-        }
-        self._nll_history.clear()
-        self._bound_history.clear()
+        stats = {k: v / self._stat_count for k, v in self._stat_sums.items()}
+        self._stat_sums = dict.fromkeys(BOUND_STATS, 0.0)
+        self._stat_count = 0
         return stats

@@ -12,6 +12,7 @@ given that state with :meth:`BoundRun.load_state_dict`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import pathlib
@@ -39,19 +40,36 @@ from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.errors import NumericalError, UsageError
 from mbrl_bound_plugin.model import BoundTransitionRewardModel
 
+# the discriminator step's diagnostics, as logged in results.csv (held-out rows)
+DISC_STATS = (
+    "disc_accuracy",
+    "kl_estimate",
+    "disc_logloss",
+    "exp_logit_model",
+    "exp_neglogit_real",
+)
 BOUND_LOG_FORMAT = mbpo.MBPO_LOG_FORMAT + [
     ("disc_accuracy", "DACC", "float"),
     ("kl_estimate", "KL", "float"),
+    ("disc_logloss", "DLL", "float"),
+    ("exp_logit_model", "EQ", "float"),
+    ("exp_neglogit_real", "EP", "float"),
     ("bound_reward", "BR", "float"),
 ]
-MODEL_BOUND_LOG_FORMAT = [("model_nll", "NLL", "float"), ("bound_term", "BT", "float")]
+MODEL_BOUND_LOG_FORMAT = [
+    ("model_nll", "NLL", "float"),
+    ("bound_term", "BT", "float"),
+    ("bound_logit", "BL", "float"),
+    ("bound_value", "BV", "float"),
+]
+log = logging.getLogger(__name__)
 
 
 class _ModelTrainLog:
     """Logger view for mbrl's ``ModelTrainer``: adds the bound term beside the NLL.
 
-    ``model_train.csv`` gets the columns ``model_nll`` and ``bound_term`` (means over
-    the epoch's updates) next to mbrl's ``model_loss``.
+    ``model_train.csv`` gets the columns ``model_nll``, ``bound_term``, ``bound_logit``
+    and ``bound_value`` (means over the epoch's updates) next to mbrl's ``model_loss``.
     """
 
     def __init__(self, logger: mbrl.util.Logger, model: BoundTransitionRewardModel):
@@ -62,7 +80,7 @@ class _ModelTrainLog:
         self.logger.register_group(group_name, log_format + MODEL_BOUND_LOG_FORMAT, **kwargs)
 
     def log_data(self, group_name: str, data: Mapping[str, Any]) -> None:
-        stats = {"model_nll": math.nan, "bound_term": math.nan} | self.model.pop_bound_stats()
+        stats = {k: math.nan for k, *_ in MODEL_BOUND_LOG_FORMAT} | self.model.pop_bound_stats()
         self.logger.log_data(group_name, {**data, **stats})
 
 
@@ -85,7 +103,8 @@ def create_bound_model(
 
     The ensemble is made by ``mbrl.util.common.create_one_dim_tr_model`` (same
     construction and random draws as MBPO); ``cfg.algorithm.model_wrapper`` then
-    wraps it with the same wrapper options.
+    wraps it with the same wrapper options. ``overrides.model_min_logvar``, if set,
+    replaces the ensemble's floor on ``log sigma^2`` (mbrl's is -10).
 
     Args:
         cfg: the run's configuration.
@@ -96,6 +115,16 @@ def create_bound_model(
         The wrapped model.
     """
     base = mbrl.util.common.create_one_dim_tr_model(cfg, obs_shape, act_shape)
+    floor = cfg.overrides.get("model_min_logvar")
+    if floor is not None:  # a task whose real changes vary less than mbrl's sigma floor
+        min_logvar = getattr(base.model, "min_logvar", None)
+        if min_logvar is None:
+            raise UsageError(
+                "overrides.model_min_logvar needs a GaussianMLP ensemble "
+                "(dynamics_model=gaussian_mlp_ensemble); remove it for this model"
+            )
+        with torch.no_grad():
+            min_logvar.fill_(float(floor))
     return instantiate(
         cfg.algorithm.model_wrapper,
         "algorithm.model_wrapper",
@@ -132,7 +161,7 @@ class BoundRun:
         epoch: epochs completed.
         updates_made: SAC updates made.
         best_eval_reward: the best evaluation return so far.
-        disc_stats: the last discriminator step's ``disc_accuracy`` and ``kl_estimate``.
+        disc_stats: the last discriminator step's diagnostics (:data:`DISC_STATS`).
         discriminator_ready: whether a discriminator step has run.
 
     Raises:
@@ -182,7 +211,6 @@ class BoundRun:
         self.discriminator: Discriminator = instantiate(
             cfg.discriminator, "discriminator", obs_dim=obs_shape[0], act_dim=act_shape[0]
         )
-        self._check_first_discriminator_step()
         dtype = np.double if cfg.algorithm.get("normalize_double_precision", False) else np.float32
         self.replay_buffer = mbrl.util.common.create_replay_buffer(
             cfg, obs_shape, act_shape, rng=self.rng, obs_type=dtype, action_type=dtype,
@@ -203,22 +231,9 @@ class BoundRun:
         self.epoch = 0
         self.updates_made = 0
         self.best_eval_reward = -np.inf
-        self.disc_stats = {"disc_accuracy": math.nan, "kl_estimate": math.nan}
+        self.disc_stats = dict.fromkeys(DISC_STATS, math.nan)
         self.discriminator_ready = False
-
-    def _check_first_discriminator_step(self) -> None:
-        cfg = self.cfg
-        first_rows = min(
-            cfg.algorithm.initial_exploration_steps + cfg.overrides.freq_train_model,
-            cfg.algorithm.disc_max_rows,
-        )
-        train_rows = self.discriminator.num_train_rows(first_rows)
-        if self.discriminator.batch_size > train_rows:
-            raise UsageError(
-                f"discriminator.batch_size={self.discriminator.batch_size} is larger than the "
-                f"{train_rows} training rows of the first discriminator step; lower it or "
-                "raise algorithm.initial_exploration_steps"
-            )
+        self._said_small_batch = False
 
     def explore(self) -> None:
         """MBPO's initial exploration into the replay buffer (random actions by default).
@@ -234,10 +249,41 @@ class BoundRun:
             {} if random_explore else {"sample": True, "batched": False},
             replay_buffer=self.replay_buffer,
         )
+        data = self.replay_buffer.get_all()
         try:
-            self.agent.check_real_rewards(self.replay_buffer.get_all().rewards)
+            self.agent.check_real_rewards(data.rewards)
         except ValueError as e:
             raise UsageError(f"algorithm.bound_agent: {e}") from e
+        self._check_variance_floor(data)
+
+    def _check_variance_floor(self, data: mbrl.types.TransitionBatch) -> None:
+        """Says in the log when the model's variance floor is above the real changes' spread.
+
+        mbrl's Gaussian ensemble keeps ``log sigma^2 >= min_logvar`` (-10 by default). On a
+        dimension whose real next-state changes vary less than that ``sigma``, every
+        model sample is told from the real ones at once, and the ratio term is about the
+        floor, not the model.
+        """
+        min_logvar = getattr(self.dynamics_model.model, "min_logvar", None)
+        if min_logvar is None or len(data) < 2 or not self.dynamics_model.target_is_delta:
+            return
+        floor = torch.exp(0.5 * min_logvar.detach().cpu().double()).reshape(-1)
+        spread = np.std(data.next_obs - data.obs, axis=0)
+        low = [
+            i
+            for i in range(min(len(spread), floor.numel()))
+            if floor[i] > spread[i] > 0
+        ]
+        if low:
+            log.warning(
+                "the model's variance floor (sigma >= %.3g) is above the spread of the real "
+                "next-state changes in dimension(s) %s (std %s): model samples will be told "
+                "from real ones at once; lower it with overrides.model_min_logvar (e.g. %d)",
+                floor[low[0]].item(),
+                low,
+                ", ".join(f"{spread[i]:.3g}" for i in low),
+                math.floor(2 * math.log(min(spread[i] for i in low))) - 2,
+            )
 
     def check_real_reward(self, reward: float) -> None:
         """Refuses a non-finite reward, or one below ``reward_floor`` in mode ``bound``.
@@ -272,8 +318,16 @@ class BoundRun:
         """
         if not math.isfinite(stats["disc_loss"]):
             raise NumericalError(f"discriminator loss is {stats['disc_loss']}")
-        self.disc_stats = {k: stats[k] for k in ("disc_accuracy", "kl_estimate")}
+        self.disc_stats = {k: stats[k] for k in DISC_STATS}
         self.discriminator_ready = True
+        if stats["disc_batch_size"] < self.discriminator.batch_size and not self._said_small_batch:
+            self._said_small_batch = True
+            log.info(
+                "discriminator.batch_size=%d is more than the %d training rows: each "
+                "discriminator update uses all of them until there are more",
+                self.discriminator.batch_size,
+                int(stats["disc_batch_size"]),
+            )
         self._hand_discriminator_to_players()
 
     def _hand_discriminator_to_players(self) -> None:
@@ -283,6 +337,8 @@ class BoundRun:
             self.agent.value,
             self.agent.gamma,
             frozen=(self.agent.sac_agent.policy, self.agent.sac_agent.critic),
+            ratio_fn=self.agent.ratio_term,
+            termination_fn=self.model_env.termination_fn,
         )
 
     @contextlib.contextmanager
