@@ -269,16 +269,13 @@ class BoundRun:
             return
         floor = torch.exp(0.5 * min_logvar.detach().cpu().double()).reshape(-1)
         spread = np.std(data.next_obs - data.obs, axis=0)
-        low = [
-            i
-            for i in range(min(len(spread), floor.numel()))
-            if floor[i] > spread[i] > 0
-        ]
+        low = [i for i in range(min(len(spread), floor.numel())) if floor[i] > spread[i] > 0]
         if low:
             log.warning(
                 "the model's variance floor (sigma >= %.3g) is above the spread of the real "
                 "next-state changes in dimension(s) %s (std %s): model samples will be told "
-                "from real ones at once; lower it with overrides.model_min_logvar (e.g. %d)",
+                "from real ones whatever the model learns (docs/algorithm.md, the model's "
+                "variance floor; overrides.model_min_logvar sets the floor, e.g. %d)",
                 floor[low[0]].item(),
                 low,
                 ", ".join(f"{spread[i]:.3g}" for i in low),

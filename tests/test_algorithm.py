@@ -2,40 +2,74 @@
 
 from __future__ import annotations
 
+import copy
+import csv
 import math
 import pathlib
 
 import gymnasium as gym
+import mbrl.types
+import mbrl.util.common
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_BOUND
 from hydra import compose, initialize_config_dir
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.algorithm import train
+from mbrl_bound_plugin import algorithm
+from mbrl_bound_plugin.agent import BoundSACAgent
+from mbrl_bound_plugin.algorithm import discriminator_step, train
+from mbrl_bound_plugin.checkpoint import latest_checkpoint, load_checkpoint
 from mbrl_bound_plugin.envs import make_env
 from mbrl_bound_plugin.errors import NumericalError, UsageError
+from mbrl_bound_plugin.run import DISC_STATS, BoundRun
+
+
+def _check_disc_columns(row: dict[str, str]) -> None:
+    """The discriminator's held-out diagnostics of one results row, and how they relate."""
+    stats = {k: float(row[k]) for k in DISC_STATS}
+    assert all(math.isfinite(v) for v in stats.values()), stats
+    assert 0.0 <= stats["disc_accuracy"] <= 1.0
+    assert stats["disc_logloss"] > 0.0
+    assert stats["exp_logit_model"] > 0.0 and stats["exp_neglogit_real"] > 0.0
+    # every misclassified transition costs at least log 2 in the logistic loss
+    assert stats["disc_logloss"] >= 2 * math.log(2) * (1 - stats["disc_accuracy"]) - 1e-6
+    # Jensen on the same held-out model logits: E_q[exp(logit)] >= exp(E_q[logit]) and
+    # kl_estimate = -E_q[logit] (a flipped sign or another sample set breaks it)
+    assert stats["exp_logit_model"] >= math.exp(-stats["kl_estimate"]) * (1 - 1e-5)
 
 
 @pytest.mark.slow
-def test_bound_trains_through_the_command_and_logs_its_diagnostics(run_cli, results):
+def test_bound_trains_through_the_command_and_logs_its_diagnostics(run_cli, results, tmp_path):
     proc = run_cli("algorithm=bound", "overrides=mbpo_inv_pendulum_v5", *TINY_BOUND)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = results()
     assert [int(float(r["epoch"])) for r in rows] == [0, 1]
     for row in rows:
-        for column in ("env_step", "episode_reward", "rollout_length"):
+        for column in ("env_step", "episode_reward", "rollout_length", "bound_reward"):
             assert math.isfinite(float(row[column]))
-        accuracy = float(row["disc_accuracy"])
-        assert 0.0 <= accuracy <= 1.0
-        assert math.isfinite(float(row["kl_estimate"]))
-        assert math.isfinite(float(row["bound_reward"]))
+        _check_disc_columns(row)
+    # the final checkpoint holds the run as it ended: its discriminator statistics are
+    # the last row's, and the warm-up was told of both epochs
+    (ckpt_dir,) = {p.parent for p in (tmp_path / "exp").rglob("*.ckpt")}
+    state = load_checkpoint(latest_checkpoint(ckpt_dir))["run"]
+    assert state["disc_stats"] == {k: float(rows[-1][k]) for k in DISC_STATS}
+    assert state["agent"]["epochs_done"] == state["counters"]["epoch"] == 2
     model_rows = results("model_train")
-    assert {"model_loss", "model_nll", "bound_term"} <= set(model_rows[0])
+    assert {"model_loss", "model_nll", "bound_term", "bound_logit", "bound_value"} <= set(
+        model_rows[0]
+    )
     # the first model training has no discriminator yet (bound term 0); the second has
     bound_terms = [float(r["bound_term"]) for r in model_rows]
     assert bound_terms[0] == 0.0 and any(b != 0.0 for b in bound_terms)
-    assert all(math.isfinite(b) for b in bound_terms)
+    for row in model_rows:
+        term, logit, value = (float(row[k]) for k in ("bound_term", "bound_logit", "bound_value"))
+        assert all(map(math.isfinite, (term, logit, value)))
+        assert term == pytest.approx(-(logit + value), rel=1e-5, abs=1e-6)
+        # mbrl's model_loss is the model's whole loss, NLL + beta * bound term (beta 0.1)
+        nll = float(row["model_nll"])
+        assert float(row["model_loss"]) == pytest.approx(nll + 0.1 * term, rel=1e-5, abs=1e-6)
 
 
 class _RewardAfter(gym.Wrapper):
@@ -104,3 +138,214 @@ def test_a_real_reward_below_the_floor_mid_run_is_a_usage_error(tmp_path: pathli
             silent=True,
             work_dir=str(tmp_path),
         )
+
+
+@pytest.mark.slow
+def test_sac_reads_real_batches_without_the_ratio_and_logs_the_runs_statistics(
+    tmp_path: pathlib.Path, monkeypatch, one_torch_thread
+):
+    # half of SAC's batches real; two model trainings (and discriminator steps) in 100 steps
+    cfg = _tiny_bound_cfg(
+        "algorithm.real_data_ratio=0.5", "overrides.num_steps=100", "overrides.freq_train_model=50"
+    )
+    runs, updates = [], []
+
+    class RecordedRun(BoundRun):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            runs.append(self)
+
+    original_update = BoundSACAgent.update
+
+    def update(self, buffer, batch_size, updates_made, logger=None, model_data=True):
+        updates.append((buffer, model_data))
+        return original_update(self, buffer, batch_size, updates_made, logger, model_data)
+
+    monkeypatch.setattr(algorithm, "BoundRun", RecordedRun)
+    monkeypatch.setattr(BoundSACAgent, "update", update)
+    env, term_fn, _ = make_env(cfg)
+    test_env, *_ = make_env(cfg)
+    train(env, test_env, term_fn, cfg, silent=True, work_dir=str(tmp_path))
+    (run,) = runs
+    real = [model_data for buffer, model_data in updates if buffer is run.replay_buffer]
+    imagined = [model_data for buffer, model_data in updates if buffer is not run.replay_buffer]
+    assert real and imagined
+    assert not any(real) and all(imagined)
+    # results.csv logs the last discriminator step's statistics, and the warm-up is told
+    with open(tmp_path / "results.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert {k: float(row[k]) for k in DISC_STATS} == run.disc_stats
+    _check_disc_columns(row)
+    assert run.agent.epochs_done == run.epoch == 1
+
+
+# --- one run, built in-process: exploration, a model training, a discriminator step ---
+
+
+def _train_model(run: BoundRun) -> None:
+    mbrl.util.common.train_model_and_save_model_and_data(
+        run.dynamics_model,
+        run.model_trainer,
+        run.cfg.overrides,
+        run.replay_buffer,
+        work_dir=run.work_dir,
+    )
+
+
+@pytest.fixture(scope="module")
+def prepared_run(tmp_path_factory, one_torch_thread) -> BoundRun:
+    """A run after exploration, one model training and one discriminator step, whose SAC
+    has taken a real and a model update (so every optimizer has a state)."""
+    cfg = _tiny_bound_cfg()
+    torch.manual_seed(0)
+    env, term_fn, _ = make_env(cfg)
+    test_env, *_ = make_env(cfg)
+    run = BoundRun(env, test_env, term_fn, cfg, str(tmp_path_factory.mktemp("run")), silent=True)
+    run.explore()
+    _train_model(run)  # (no critics yet: mbrl's own training)
+    stats = discriminator_step(
+        run.discriminator,
+        run.model_env,
+        run.replay_buffer,
+        cfg.algorithm.disc_max_rows,
+        run.disc_generator,
+    )
+    run.use_discriminator(stats)
+    for i, model_data in enumerate((False, True)):
+        run.agent.update(run.replay_buffer, 32, i, None, model_data=model_data)
+    run.dynamics_model.pop_bound_stats()
+    return run
+
+
+def _snapshot(run: BoundRun) -> dict:
+    sac = run.agent.sac_agent
+    modules = {
+        "discriminator": run.discriminator,
+        "policy": sac.policy,
+        "critic": sac.critic,
+        "critic_target": sac.critic_target,
+    }
+    optimizers = {
+        "discriminator": run.discriminator.optimizer,
+        "policy": sac.policy_optim,
+        "critic": sac.critic_optim,
+        "alpha": sac.alpha_optim,
+    }
+    snap = {"log_alpha": sac.log_alpha.detach().clone()}
+    for name, module in modules.items():
+        snap[name] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        snap[name + ".grad"] = [
+            None if p.grad is None else p.grad.clone() for p in module.parameters()
+        ]
+        snap[name + ".requires_grad"] = [p.requires_grad for p in module.parameters()]
+    for name, opt in optimizers.items():
+        snap[name + ".optimizer"] = copy.deepcopy(opt.state_dict())
+    return snap
+
+
+def _assert_same(a, b, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_a_model_step_in_train_leaves_discriminator_and_sac_untouched(prepared_run):
+    run = prepared_run
+    # every optimizer has a state to lose (the check is not between empty states)
+    assert run.discriminator.optimizer.state and run.agent.sac_agent.policy_optim.state
+    before = _snapshot(run)
+    model_before = {k: v.clone() for k, v in run.dynamics_model.state_dict().items()}
+    _train_model(run)  # the model step of train(): NLL + beta * bound term, C and V frozen
+    stats = run.dynamics_model.pop_bound_stats()
+    # the critics were used (C, g and V all reached the model) ...
+    assert all(stats[k] != 0.0 and math.isfinite(stats[k]) for k in stats), stats
+    assert any(
+        not torch.equal(v, run.dynamics_model.state_dict()[k]) for k, v in model_before.items()
+    )
+    # ... and nothing of theirs moved: parameters, buffers, gradients, optimizer states
+    _assert_same(before, _snapshot(run))
+
+
+def test_the_model_step_reads_the_policys_current_ratio_term(prepared_run):
+    run, agent = prepared_run, prepared_run.agent
+    model = run.dynamics_model
+    batch = run.replay_buffer.get_all()[:64]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # (leaves the model as it is)
+    _, meta = model.update(batch, optimizer)
+    limit = agent.ratio_weight() * agent.clip * len(model.model)  # |g| <= w c, per member
+    assert 0.0 < abs(meta["bound_logit"]) <= limit
+    agent.warmup_epochs, agent.epochs_done = 2, 0  # the policy's weight is now 0 ...
+    try:
+        _, meta = model.update(batch, optimizer)
+    finally:
+        agent.warmup_epochs, agent.epochs_done = 0, 0
+    assert meta["bound_logit"] == 0.0  # ... and so is the model's ratio term
+    assert meta["bound_term"] == pytest.approx(-meta["bound_value"])
+    model.pop_bound_stats()
+
+
+def test_the_model_step_counts_no_value_after_the_tasks_terminal_states(prepared_run):
+    model = prepared_run.dynamics_model
+    batch = prepared_run.replay_buffer.get_all()[:64]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    _, meta = model.update(batch, optimizer)
+    assert meta["bound_value"] != 0.0
+    # InvertedPendulum ends when the pole is past 0.2 rad: from 5 rad, every ŝ' is terminal
+    obs = batch.obs.copy()
+    obs[:, 1] = 5.0
+    fallen = mbrl.types.TransitionBatch(
+        obs, batch.act, obs, batch.rewards, batch.terminateds, batch.truncateds
+    )
+    _, meta = model.update(fallen, optimizer)
+    assert meta["bound_value"] == 0.0 and meta["bound_logit"] != 0.0
+    model.pop_bound_stats()
+
+
+def test_discriminator_step_draws_distinct_rows_for_the_elite_members_only(
+    prepared_run, monkeypatch
+):
+    run = prepared_run
+    ensemble = run.dynamics_model.model
+    num_elites = run.cfg.overrides.num_elites
+    assert len(ensemble) == 3 and len(ensemble.elite_models) == num_elites == 2
+    (other,) = set(range(3)) - set(ensemble.elite_models)
+    seen = {}
+
+    def fit(obs, act, next_obs, model_next_obs, generator=None):
+        seen.update(obs=obs, act=act, next_obs=next_obs, model_next_obs=model_next_obs)
+        return {"disc_loss": 0.0}
+
+    monkeypatch.setattr(run.discriminator, "fit", fit)
+    bias = ensemble.mean_and_logvar.bias
+    saved = bias.detach().clone()
+    try:
+        with torch.no_grad():  # the one non-elite member now predicts a change of 1000
+            bias[other, :, : run.obs_shape[0]] += 1000.0
+        # 99 of the 100 rows: a multiple of the 2 elites (mbrl's random_model needs it)
+        discriminator_step(
+            run.discriminator, run.model_env, run.replay_buffer, 99, run.disc_generator
+        )
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
+    obs, act, next_obs = seen["obs"], seen["act"], seen["next_obs"]
+    assert len(obs) == 98
+    assert len(np.unique(obs, axis=0)) == 98  # drawn without replacement
+    # each (s, a, s') is a transition of the replay buffer, kept together
+    data = run.replay_buffer.get_all()
+    buffer_obs = data.obs.astype(np.float32)  # (the model and C read float32)
+    for i in range(len(obs)):
+        (j,) = np.flatnonzero((buffer_obs == obs[i]).all(1))
+        np.testing.assert_array_equal(data.act[j].astype(np.float32), act[i])
+        np.testing.assert_array_equal(data.next_obs[j], next_obs[i])
+    # the model's s' comes from the elites only
+    assert np.abs(seen["model_next_obs"] - obs).max() < 100.0

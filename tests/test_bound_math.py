@@ -8,15 +8,25 @@ import torch
 from mbrl_bound_plugin import bound
 
 
-def test_augmented_reward_scaled_adds_lam_times_clipped_logit():
+def _g(x: float, weight: float, clip: float) -> float:
+    """The smooth clip by hand: ``weight * c * tanh(x / c)``."""
+    return weight * clip * math.tanh(x / clip)
+
+
+def test_augmented_reward_scaled_adds_lam_times_smoothly_clipped_logit():
     reward = torch.tensor([1.0, -2.0, 0.5, 3.0])
     logit = torch.tensor([0.4, -7.0, 5.0, -1.0])
     out = bound.augmented_reward(
         reward, logit, "scaled", gamma=0.9, lam=0.5, clip=2.0, reward_floor=None
     )
-    # clip(logit, -2, 2) = [0.4, -2, 2, -1]; r + 0.5 * that
-    expected = torch.tensor([1.2, -3.0, 1.5, 2.5])
+    # r + 0.5 * 2 * tanh(logit / 2)
+    expected = torch.tensor(
+        [r + _g(x, 0.5, 2.0) for r, x in zip(reward.tolist(), logit.tolist(), strict=True)]
+    )
     torch.testing.assert_close(out, expected)
+    # tanh(0.2) = 0.19738 (close to 0.2: small logits pass almost unchanged); tanh(-3.5) = -0.99818
+    assert out[0].item() == pytest.approx(1.0 + 0.5 * 2.0 * 0.197375, abs=1e-5)
+    assert out[1].item() == pytest.approx(-2.0 - 0.5 * 2.0 * 0.998178, abs=1e-5)
 
 
 def test_augmented_reward_scaled_lam_zero_is_the_plain_reward():
@@ -35,10 +45,12 @@ def test_augmented_reward_bound_mode_by_hand():
     out = bound.augmented_reward(
         reward, logit, "bound", gamma=0.9, lam=123.0, clip=1.0, reward_floor=1.0
     )
-    # 0.1 * log(2 - 1) + 0.3 = 0.3
-    # 0.1 * log(e) + clip(10 -> 1) = 0.1 + 1
-    # 0.1 * log(0.5) + clip(-10 -> -1) = 0.1 * (-0.693147...) - 1
-    expected = torch.tensor([0.3, 1.1, 0.1 * math.log(0.5) - 1.0])
+    # 0.1 * log(2 - 1) + tanh(0.3)
+    # 0.1 * log(e) + tanh(10)
+    # 0.1 * log(0.5) + tanh(-10)
+    expected = torch.tensor(
+        [math.tanh(0.3), 0.1 + math.tanh(10.0), 0.1 * math.log(0.5) + math.tanh(-10.0)]
+    )
     torch.testing.assert_close(out, expected)
 
 
@@ -52,13 +64,65 @@ def test_augmented_reward_bound_mode_negative_floor():
     torch.testing.assert_close(out, torch.tensor([0.5 * math.log(2.0)]))
 
 
-def test_augmented_reward_keeps_gradient_through_unclipped_logit_only():
-    logit = torch.tensor([0.5, 3.0], requires_grad=True)
+def test_augmented_reward_gradient_is_the_smooth_clips_everywhere():
+    logit = torch.tensor([0.5, 3.0, -20.0], requires_grad=True)
     out = bound.augmented_reward(
-        torch.zeros(2), logit, "scaled", gamma=0.9, lam=2.0, clip=1.0, reward_floor=None
+        torch.zeros(3), logit, "scaled", gamma=0.9, lam=2.0, clip=1.0, reward_floor=None
     )
     out.sum().backward()
-    torch.testing.assert_close(logit.grad, torch.tensor([2.0, 0.0]))
+    # d/dx [2 * tanh(x)] = 2 * (1 - tanh(x)^2): never exactly 0, unlike a hard clamp
+    expected = torch.tensor([2.0 * (1.0 - math.tanh(x) ** 2) for x in (0.5, 3.0, -20.0)])
+    torch.testing.assert_close(logit.grad, expected)
+    assert logit.grad[1].item() > 0.0
+
+
+def test_ratio_term_by_hand_bounded_and_odd():
+    logit = torch.tensor([-1000.0, -3.0, -0.01, 0.0, 0.01, 3.0, 1000.0])
+    out = bound.ratio_term(logit, weight=0.5, clip=4.0)
+    expected = torch.tensor([_g(x, 0.5, 4.0) for x in logit.tolist()])
+    torch.testing.assert_close(out, expected)
+    # never beyond weight * c, reached only far out; odd; about weight * logit near 0
+    assert out.abs().max().item() <= 0.5 * 4.0
+    assert out[-1].item() == pytest.approx(2.0) and out[0].item() == pytest.approx(-2.0)
+    torch.testing.assert_close(out, -out.flip(0))
+    assert out[4].item() == pytest.approx(0.5 * 0.01, rel=1e-4)
+    assert out.shape == logit.shape
+
+
+def test_ratio_term_gradient_by_hand():
+    logit = torch.tensor([[0.0, 1.0], [-2.0, 6.0]], requires_grad=True)
+    bound.ratio_term(logit, weight=3.0, clip=2.0).sum().backward()
+    # d/dx [w c tanh(x / c)] = w (1 - tanh(x / c)^2)
+    expected = torch.tensor(
+        [[3.0 * (1.0 - math.tanh(x / 2.0) ** 2) for x in row] for row in ([0.0, 1.0], [-2.0, 6.0])]
+    )
+    torch.testing.assert_close(logit.grad, expected)
+    assert logit.grad[0, 0].item() == pytest.approx(3.0)  # the weight itself at logit 0
+
+
+@pytest.mark.parametrize("clip", [0.0, -1.0])
+def test_ratio_term_refuses_a_non_positive_clip(clip):
+    with pytest.raises(ValueError, match="clip must be > 0"):
+        bound.ratio_term(torch.zeros(2), weight=1.0, clip=clip)
+
+
+def test_ratio_weight_is_lam_in_scaled_mode_and_one_in_bound_mode():
+    assert bound.ratio_weight("scaled", 0.25) == 0.25
+    assert bound.ratio_weight("scaled", 0.0) == 0.0
+    assert bound.ratio_weight("bound", 0.25) == 1.0
+    assert bound.ratio_weight("bound", 7.0) == 1.0
+
+
+def test_task_reward_term_by_hand():
+    reward = torch.tensor([-2.0, 0.0, 3.5])
+    # scaled: f(r) = r, any sign
+    torch.testing.assert_close(bound.task_reward_term(reward, "scaled", 0.9, None), reward)
+    # bound: f(r) = (1 - gamma) log(r - floor)
+    out = bound.task_reward_term(reward, "bound", gamma=0.8, reward_floor=-3.0)
+    expected = torch.tensor([0.2 * math.log(1.0), 0.2 * math.log(3.0), 0.2 * math.log(6.5)])
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="reward_floor is -2.0"):
+        bound.task_reward_term(reward, "bound", gamma=0.8, reward_floor=-2.0)
 
 
 @pytest.mark.parametrize(
@@ -120,21 +184,49 @@ def test_logistic_loss_is_finite_for_huge_logits():
     assert out.item() == pytest.approx(200.0, rel=1e-6)
 
 
-def test_model_bound_term_sign_and_gradient():
+def test_model_bound_term_is_per_sample_with_sign_and_gradient():
     logit = torch.tensor([1.0, -3.0], requires_grad=True)
     value = torch.tensor([10.0, 20.0], requires_grad=True)
     out = bound.model_bound_term(logit, value, gamma=0.5)
-    # -mean(1 + 5, -3 + 10) = -(6 + 7) / 2
-    assert out.item() == pytest.approx(-6.5)
-    out.backward()
-    # minimizing it raises logits (d/dlogit = -1/n) and values (d/dV = -gamma/n)
-    torch.testing.assert_close(logit.grad, torch.tensor([-0.5, -0.5]))
-    torch.testing.assert_close(value.grad, torch.tensor([-0.25, -0.25]))
+    # per sample, unreduced: -(1 + 0.5 * 10), -(-3 + 0.5 * 20)
+    assert out.shape == (2,)
+    torch.testing.assert_close(out, torch.tensor([-6.0, -7.0]))
+    out.sum().backward()
+    # minimizing it raises the ratio term (d/dg = -1) and the value (d/dV = -gamma)
+    torch.testing.assert_close(logit.grad, torch.tensor([-1.0, -1.0]))
+    torch.testing.assert_close(value.grad, torch.tensor([-0.5, -0.5]))
+
+
+@pytest.mark.parametrize("as_bool", [True, False])
+def test_model_bound_term_drops_the_value_after_a_terminal_state(as_bool):
+    ratio = torch.tensor([[1.0, 2.0], [-1.0, 0.5]], requires_grad=True)
+    value = torch.tensor([[10.0, 20.0], [30.0, 40.0]], requires_grad=True)
+    done_01 = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    done = done_01.bool() if as_bool else done_01.clone().requires_grad_(True)
+    out = bound.model_bound_term(ratio, value, gamma=0.9, done=done)
+    # terminal samples keep their ratio term only: -(g + 0.9 * (1 - done) * V)
+    expected = torch.tensor([[-(1.0 + 9.0), -2.0], [1.0, -(0.5 + 36.0)]])
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    torch.testing.assert_close(value.grad, -0.9 * (1.0 - done_01))  # no V gradient where done
+    torch.testing.assert_close(ratio.grad, -torch.ones(2, 2))
+    if not as_bool:
+        assert done.grad is None  # done carries no gradient
+
+
+def test_model_bound_term_without_done_is_all_nonterminal():
+    ratio, value = torch.tensor([0.5, -0.5]), torch.tensor([2.0, -4.0])
+    torch.testing.assert_close(
+        bound.model_bound_term(ratio, value, 0.9),
+        bound.model_bound_term(ratio, value, 0.9, done=torch.zeros(2, dtype=torch.bool)),
+    )
 
 
 def test_model_bound_term_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
         bound.model_bound_term(torch.zeros(3, 2), torch.zeros(3, 2, 1), gamma=0.9)
+    with pytest.raises(ValueError, match="ratio and done"):
+        bound.model_bound_term(torch.zeros(3), torch.zeros(3), 0.9, done=torch.zeros(3, 1))
 
 
 def test_kl_estimate_and_balanced_accuracy_by_hand():
@@ -143,3 +235,58 @@ def test_kl_estimate_and_balanced_accuracy_by_hand():
     model = torch.tensor([-1.0, 0.0, 3.0])  # 2 of 3 correct (<= 0)
     acc = bound.balanced_accuracy(real, model)
     assert acc.item() == pytest.approx((0.5 + 2.0 / 3.0) / 2)
+
+
+# p and q on three states, and samples from each in exact proportion (10 draws each)
+_P, _Q = (0.5, 0.3, 0.2), (0.2, 0.3, 0.5)
+_FROM_P = [0] * 5 + [1] * 3 + [2] * 2
+_FROM_Q = [0] * 2 + [1] * 3 + [2] * 5
+
+
+def _discrete_log_ratio(offset: float = 0.0):
+    log_ratio = torch.tensor(
+        [math.log(p / q) for p, q in zip(_P, _Q, strict=True)], dtype=torch.float64
+    )
+    log_ratio = log_ratio + offset
+    return log_ratio[_FROM_P], log_ratio[_FROM_Q]
+
+
+def test_calibration_of_the_exact_discrete_log_ratio_is_one():
+    real, model = _discrete_log_ratio()
+    calib = bound.calibration(real, model)
+    assert set(calib) == {"exp_logit_model", "exp_neglogit_real"}
+    # E_q[p/q] = sum p = 1 and E_p[q/p] = sum q = 1, exactly with these draws
+    assert calib["exp_logit_model"].item() == pytest.approx(1.0, abs=1e-12)
+    assert calib["exp_neglogit_real"].item() == pytest.approx(1.0, abs=1e-12)
+    assert calib["exp_logit_model"].dtype == torch.float64
+
+
+def test_calibration_by_hand_for_a_shifted_log_ratio():
+    # logit = log p/q + 1: E_q[e p/q] = e and E_p[q/(e p)] = 1/e
+    real, model = _discrete_log_ratio(offset=1.0)
+    calib = bound.calibration(real, model)
+    assert calib["exp_logit_model"].item() == pytest.approx(math.e, rel=1e-6)
+    assert calib["exp_neglogit_real"].item() == pytest.approx(1.0 / math.e, rel=1e-6)
+    # the two checks read different samples: swapping them is not the same
+    swapped = bound.calibration(model, real)
+    assert swapped["exp_logit_model"].item() != pytest.approx(math.e, rel=1e-3)
+
+
+def test_calibration_of_the_exact_gaussian_log_ratio_is_one():
+    # p = N(0, 1), q = N(1, 1): log p/q (x) = 0.5 - x
+    gen = torch.Generator().manual_seed(0)
+    from_p = torch.randn(400_000, generator=gen, dtype=torch.float64)
+    from_q = 1.0 + torch.randn(400_000, generator=gen, dtype=torch.float64)
+    calib = bound.calibration(0.5 - from_p, 0.5 - from_q)
+    assert calib["exp_logit_model"].item() == pytest.approx(1.0, abs=0.02)
+    assert calib["exp_neglogit_real"].item() == pytest.approx(1.0, abs=0.02)
+    # the reversed log-ratio is far off in both
+    wrong = bound.calibration(from_p - 0.5, from_q - 0.5)
+    assert wrong["exp_logit_model"].item() > 2.0 and wrong["exp_neglogit_real"].item() > 2.0
+
+
+def test_calibration_stays_finite_where_float32_exp_overflows():
+    # exp(100) overflows float32; the mean (e^100 + 1) / 2 is finite in float64
+    calib = bound.calibration(torch.tensor([-100.0, 0.0]), torch.tensor([100.0, 0.0]))
+    for key in ("exp_logit_model", "exp_neglogit_real"):
+        assert calib[key].item() == pytest.approx((math.exp(100.0) + 1.0) / 2.0, rel=1e-9)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
+import re
 
 import pytest
 import torch
@@ -76,12 +78,38 @@ def test_cuda_device_without_cuda(run_cli):
             ["algorithm.bound_agent.mode=bound", "algorithm.bound_agent.reward_floor=5"],
             "not below an observed reward",
         ),
-        (["discriminator.batch_size=100000"], "discriminator.batch_size=100000"),
     ],
 )
 def test_bound_invalid_settings(run_cli, args, fragment):
     proc = run_cli("algorithm=bound", "overrides=mbpo_inv_pendulum_v5", *TINY_BOUND, *args)
     _assert_usage_error(proc, fragment)
+
+
+@pytest.mark.slow
+def test_a_discriminator_batch_larger_than_the_rows_trains_on_all_of_them(run_cli, results):
+    """No longer refused: each discriminator update takes every training row, said once."""
+    proc = run_cli(
+        "algorithm=bound",
+        "overrides=mbpo_inv_pendulum_v5",
+        *TINY_BOUND,
+        "discriminator.batch_size=100000",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    said = [line for line in proc.stdout.splitlines() if "discriminator.batch_size" in line]
+    # two discriminator steps ran (one per model training); the line comes with the first
+    assert len(said) == 1, proc.stdout[-3000:]
+    assert "[INFO]" in said[0]
+    assert re.search(
+        r"discriminator\.batch_size=100000 is more than the \d+ training rows: each "
+        r"discriminator update uses all of them",
+        said[0],
+    ), said[0]
+    rows = results()
+    assert [int(float(r["epoch"])) for r in rows] == [0, 1]
+    for row in rows:
+        assert 0.0 <= float(row["disc_accuracy"]) <= 1.0
+        assert math.isfinite(float(row["disc_logloss"]))
 
 
 # --- the command line is read with Hydra's own parsers (preflight, no run) ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import pathlib
 
@@ -10,11 +11,15 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import mbrl_bound_plugin
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_bound_conf_dir,
     mbrl_examples_conf_dir,
 )
+from mbrl_bound_plugin.agent import BoundSACAgent
 from mbrl_bound_plugin.config import REQUIRED_OVERRIDES, check_config, group_options
+from mbrl_bound_plugin.discriminator import Discriminator
+from mbrl_bound_plugin.errors import UsageError
 
 CONF = mbrl_bound_conf_dir()
 SHIPPED_OVERRIDES = sorted(p.stem for p in (CONF / "overrides").glob("*.yaml"))
@@ -99,5 +104,82 @@ def test_plain_hydra_compose_of_mbrl_main_yaml(overrides):
         assert cfg.discriminator._target_.endswith("Discriminator")
 
 
-def test_required_overrides_cover_every_algorithm():
-    assert set(REQUIRED_OVERRIDES) == {"mbpo", "pets", "planet", "bound"}
+def test_required_overrides_cover_every_shipped_algorithm():
+    """check_config knows every algorithm a user can choose (its name is its file's)."""
+    assert set(REQUIRED_OVERRIDES) == set(group_options("algorithm"))
+    for name in group_options("algorithm"):  # (check_config goes by algorithm.name)
+        assert _compose(CONF, [f"algorithm={name}"]).algorithm.name == name
+
+
+@pytest.mark.parametrize("key", REQUIRED_OVERRIDES["bound"])
+def test_every_key_bound_reads_is_checked(key):
+    cfg = _compose(CONF, ["algorithm=bound", "overrides=mbpo_inv_pendulum", f"~overrides.{key}"])
+    with pytest.raises(UsageError, match=f"lacks key '{key}'"):
+        check_config(cfg, {"overrides": "mbpo_inv_pendulum"})
+
+
+def test_bound_settings_reach_the_objects_the_run_builds(tmp_path: pathlib.Path):
+    """Each of the bound's config keys, set away from its default, is what the run uses."""
+    settings = {
+        "algorithm.model_wrapper.beta": 0.37,
+        "algorithm.bound_agent.lam": 0.21,
+        "algorithm.bound_agent.clip": 3.5,
+        "algorithm.bound_agent.scale": "reward_rms",
+        "algorithm.bound_agent.warmup_epochs": 4,
+        "overrides.sac_gamma": 0.95,
+        "discriminator.batch_size": 17,
+        "discriminator.num_updates": 7,
+        "discriminator.holdout_ratio": 0.25,
+        "discriminator.noise_scale": 0.3,
+        "discriminator.grad_penalty": 0.5,
+        "discriminator.patience": 2,
+        "discriminator.eval_every": 3,
+        "discriminator.lr": 0.002,
+        "discriminator.weight_decay": 0.001,
+    }
+    cfg = mbrl_bound_plugin.compose(
+        ["algorithm=bound", "overrides=mbpo_inv_pendulum_v5", "device=cpu"]
+        + [f"{k}={v}" for k, v in settings.items()]
+    )
+    env, term_fn, _ = mbrl_bound_plugin.make_env(cfg)
+    test_env, *_ = mbrl_bound_plugin.make_env(cfg)
+    run = mbrl_bound_plugin.BoundRun(env, test_env, term_fn, cfg, str(tmp_path), silent=True)
+    agent, disc = run.agent, run.discriminator
+    got = {
+        "algorithm.model_wrapper.beta": run.dynamics_model.beta,
+        "algorithm.bound_agent.lam": agent.lam,
+        "algorithm.bound_agent.clip": agent.clip,
+        "algorithm.bound_agent.scale": agent.scale,
+        "algorithm.bound_agent.warmup_epochs": agent.warmup_epochs,
+        "overrides.sac_gamma": agent.gamma,
+        "discriminator.batch_size": disc.batch_size,
+        "discriminator.num_updates": disc.num_updates,
+        "discriminator.holdout_ratio": disc.holdout_ratio,
+        "discriminator.noise_scale": disc.noise_scale,
+        "discriminator.grad_penalty": disc.grad_penalty,
+        "discriminator.patience": disc.patience,
+        "discriminator.eval_every": disc.eval_every,
+        "discriminator.lr": disc.optimizer.param_groups[0]["lr"],
+        "discriminator.weight_decay": disc.optimizer.param_groups[0]["weight_decay"],
+    }
+    assert got == settings
+    # the agent's discount is SAC's own (one gamma for the bound and the critic)
+    assert run.agent.sac_agent.gamma == agent.gamma
+    # the model wrapper keeps mbrl's options from the dynamics-model config
+    assert run.dynamics_model.num_elites == cfg.overrides.num_elites
+    assert run.dynamics_model.target_is_delta is cfg.algorithm.target_is_delta
+
+
+def test_bound_defaults_are_the_classes_defaults():
+    """The shipped bound.yaml and discriminator/mlp.yaml say what the code does by default."""
+    cfg = _compose(CONF, ["algorithm=bound", "overrides=mbpo_inv_pendulum"])
+    for node, cls, skip in (
+        (cfg.algorithm.bound_agent, BoundSACAgent, {"gamma"}),
+        (cfg.discriminator, Discriminator, {"device"}),
+    ):
+        params = inspect.signature(cls).parameters
+        for key, value in OmegaConf.to_container(node, resolve=False).items():
+            if key == "_target_" or key in skip or value == "???":  # (set by the run)
+                continue
+            assert key in params, f"{cls.__name__} has no argument {key}"
+            assert value == params[key].default, f"{cls.__name__}({key}): {value!r}"

@@ -6,9 +6,10 @@ import pytest
 import torch
 from mbrl.types import TransitionBatch
 from mbrl.util.replay_buffer import BootstrapIterator
+from omegaconf import OmegaConf
 
 from mbrl_bound_plugin.discriminator import Discriminator
-from mbrl_bound_plugin.model import BoundTransitionRewardModel
+from mbrl_bound_plugin.model import BOUND_STATS, BoundTransitionRewardModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,7 +97,12 @@ def test_beta_zero_update_is_mbrls_update_bit_for_bit():
         reference.model.mean_and_logvar.weight, _ensemble(0).mean_and_logvar.weight
     )
     stats = ours.pop_bound_stats()
-    assert stats == {"model_nll": pytest.approx(np.mean(losses_ref)), "bound_term": 0.0}
+    assert stats == {
+        "model_nll": pytest.approx(np.mean(losses_ref)),
+        "bound_term": 0.0,
+        "bound_logit": 0.0,
+        "bound_value": 0.0,
+    }
     assert ours.pop_bound_stats() == {}
 
 
@@ -142,8 +148,11 @@ def test_beta_positive_moves_predicted_next_state_toward_higher_value():
     assert gain.mean().item() > 0
     assert (gain > 0).float().mean().item() > 0.9
     stats = pulled.pop_bound_stats()
-    assert set(stats) == {"model_nll", "bound_term"}
+    assert set(stats) == set(BOUND_STATS)
     assert np.isfinite(stats["bound_term"]) and stats["bound_term"] != 0.0
+    # C = 0: no ratio term; the bound term is minus the (discounted) value
+    assert stats["bound_logit"] == 0.0
+    assert stats["bound_term"] == pytest.approx(-stats["bound_value"])
 
 
 def test_beta_positive_with_adam_also_raises_value_and_trains_through_model_trainer():
@@ -248,3 +257,334 @@ def test_bad_settings_are_refused():
     model = BoundTransitionRewardModel(_ensemble(0), beta=1.0, **WRAPPER_KWARGS)
     with pytest.raises(ValueError, match="gamma"):
         model.set_bound_critics(_zero_discriminator, _linear_value, gamma=1.5)
+
+
+# --- the bound term with critics that depend on ŝ' (where a leak would show) ---
+
+OUT = OBS_DIM + 1  # the ensemble's outputs: next-state deltas, then the reward
+# columns of the output layer mean_and_logvar: [mean (OUT) | logvar (OUT)]
+OBS_MEAN_COLS = list(range(OBS_DIM))
+OBS_LOGVAR_COLS = [OUT + i for i in range(OBS_DIM)]
+REWARD_COLS = [OBS_DIM, OUT + OBS_DIM]  # the reward's mean and logvar
+
+
+def _real_mean(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """The mean of the real next state of ``_data``: ``s + 0.1 a``."""
+    return obs + 0.1 * act
+
+
+def _peaked_discriminator(obs, act, next_obs):
+    # a known log-ratio, highest where ŝ' is the real mean (as log p/q for a wide q)
+    return -0.5 * (next_obs - _real_mean(obs, act)).pow(2).sum(-1)
+
+
+def _zero_value(next_obs):
+    return 0.0 * next_obs.sum(-1)
+
+
+def _update_grads(model: BoundTransitionRewardModel, batch: TransitionBatch):
+    """The gradients of one ``model.update`` (an optimizer with lr 0 leaves the weights)."""
+    model.update(batch, torch.optim.SGD(model.parameters(), lr=0.0))
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def _bound_only_grads(
+    data: TransitionBatch, batch: TransitionBatch, beta: float = 10.0, **critics
+) -> dict[str, torch.Tensor]:
+    """The gradient of the bound term alone: (grad at beta - grad at beta 0) / beta."""
+    with_bound = _bound_model(beta, data)
+    with_bound.set_bound_critics(gamma=GAMMA, **critics)
+    torch.manual_seed(7)
+    grads = _update_grads(with_bound, batch)
+    plain = _update_grads(_bound_model(0.0, data), batch)
+    assert grads.keys() == plain.keys()
+    return {k: (grads[k] - plain[k]) / beta for k in grads}
+
+
+def _output_layer_grads(grads: dict[str, torch.Tensor], cols: list[int]) -> torch.Tensor:
+    return torch.cat(
+        [
+            grads["model.mean_and_logvar.weight"][..., cols],
+            grads["model.mean_and_logvar.bias"][..., cols],
+        ],
+        1,
+    )
+
+
+def test_reward_head_gets_no_gradient_from_the_bound_term():
+    data = _data()
+    batch = _first_batch(data)
+    # C and V both depend on every dimension of ŝ' (and C on s, a)
+    bound_grads = _bound_only_grads(
+        data,
+        batch,
+        discriminator=_peaked_discriminator,
+        value_fn=lambda s: torch.sin(s) @ W + s.pow(2).sum(-1),
+    )
+    # the next-state mean and log-variance columns are driven by the bound term ...
+    assert _output_layer_grads(bound_grads, OBS_MEAN_COLS).abs().max() > 1e-2
+    # ... and the reward's columns (a leak would give them the same order of gradient) not
+    reward = _output_layer_grads(bound_grads, REWARD_COLS)
+    assert reward.abs().max().item() < 1e-5
+
+
+def test_critics_see_next_obs_with_gradient_and_obs_and_act_as_data():
+    data = _data()
+    batch = _first_batch(data)
+    seen = {}
+
+    def discriminator(obs, act, next_obs):
+        seen["disc"] = (obs, act, next_obs)
+        return _peaked_discriminator(obs, act, next_obs)
+
+    def value_fn(next_obs):
+        seen["value"] = next_obs
+        return next_obs @ W
+
+    model = _bound_model(1.0, data)
+    model.set_bound_critics(discriminator, value_fn, GAMMA)
+    model.update(batch, torch.optim.SGD(model.parameters(), lr=1e-3))
+    obs, act, next_obs = seen["disc"]
+    assert next_obs.shape == (ENSEMBLE, 64, OBS_DIM) and next_obs.requires_grad
+    assert seen["value"] is next_obs  # V is read at the same samples ŝ' as C
+    # obs and act are the batch's own rows, carrying no gradient back to the model
+    assert not obs.requires_grad and not act.requires_grad
+    torch.testing.assert_close(obs.expand(ENSEMBLE, -1, -1), torch.from_numpy(batch.obs))
+    torch.testing.assert_close(act.expand(ENSEMBLE, -1, -1), torch.from_numpy(batch.act))
+
+
+def test_a_discriminator_of_obs_and_act_only_gives_the_model_no_gradient():
+    data = _data()
+    batch = _first_batch(data)
+    # ŝ' enters neither critic: whatever C says about (s, a), the model has no say in it
+    bound_grads = _bound_only_grads(
+        data,
+        batch,
+        discriminator=lambda o, a, s: (o.pow(2).sum(-1) + 3.0 * a.sum(-1)).expand(s.shape[:-1]),
+        value_fn=_zero_value,
+    )
+    for name, grad in bound_grads.items():
+        assert grad.abs().max().item() < 1e-5, name
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_peaked_log_ratio_moves_the_model_mean_toward_the_real_mean(sign):
+    """V = 0, logit C = -|ŝ' - m(s, a)|^2 / 2 with m the real mean: the model step pulls the
+    model's mean to m (or, with the ratio term g(x) = -x read instead, pushes it away)."""
+    shift = 1.0  # real next states s + 0.1 a + 1 (+ noise): far from a fresh model's mean
+    data = _data()
+    data = TransitionBatch(
+        data.obs, data.act, data.next_obs + shift, data.rewards, data.terminateds, data.truncateds
+    )
+    batch = _first_batch(data)
+
+    def peaked(obs, act, next_obs):
+        return -0.5 * (next_obs - _real_mean(obs, act) - shift).pow(2).sum(-1)
+
+    plain = _bound_model(0.0, data)
+    pulled = _bound_model(5.0, data)
+    for model in (plain, pulled):
+        model.set_bound_critics(peaked, _zero_value, GAMMA, ratio_fn=lambda x: sign * x)
+        model.update(batch, torch.optim.SGD(model.parameters(), lr=1e-3))
+    obs, act = torch.from_numpy(batch.obs), torch.from_numpy(batch.act)
+    target = _real_mean(obs, act) + shift
+    with torch.no_grad():
+        model_in = pulled._get_model_input(batch.obs, batch.act)
+        dist = {}
+        for name, model in (("plain", plain), ("pulled", pulled)):
+            mean = model.model.forward(model_in, use_propagation=False)[0][..., :OBS_DIM]
+            dist[name] = (obs + mean - target).pow(2).sum(-1)  # per member and row
+    # the NLL alone moves the mean too (plain); the bound term adds a pull to m for
+    # every member and row (sign 1), or a push away (sign -1)
+    if sign > 0:
+        assert (dist["pulled"] < dist["plain"]).all()
+    else:
+        assert (dist["pulled"] > dist["plain"]).all()
+    stats = pulled.pop_bound_stats()
+    assert stats["bound_value"] == 0.0
+    assert stats["bound_term"] == pytest.approx(-stats["bound_logit"])
+    assert sign * stats["bound_logit"] < 0  # a log-ratio below its peak
+
+
+def test_sigma_gets_its_reparameterized_gradient_from_the_bound_term():
+    data = _data()
+    batch = _first_batch(data)
+    # the peaked log-ratio penalizes the spread of ŝ' around m: E|ŝ' - m|^2 grows with sigma
+    bound_grads = _bound_only_grads(
+        data, batch, discriminator=_peaked_discriminator, value_fn=_zero_value
+    )
+    logvar = _output_layer_grads(bound_grads, OBS_LOGVAR_COLS)
+    assert logvar.abs().max().item() > 1e-3
+    # raising log sigma^2 lowers the logit: the bound term's gradient on the logvar
+    # biases is positive (gradient descent shrinks sigma)
+    assert bound_grads["model.mean_and_logvar.bias"][..., OBS_LOGVAR_COLS].sum().item() > 0
+    assert _output_layer_grads(bound_grads, REWARD_COLS).abs().max().item() < 1e-5
+
+
+def test_values_after_terminal_samples_have_no_effect_on_the_model_step():
+    data = _data()
+    batch = _first_batch(data)
+    calls = []
+
+    def all_terminal(act, next_obs):
+        # mbrl's term_fn(act, next_obs) -> N x 1 bools, on flattened samples
+        calls.append((act.shape, next_obs.shape))
+        return torch.ones(next_obs.shape[0], 1, dtype=torch.bool)
+
+    def never_terminal(act, next_obs):
+        return torch.zeros(next_obs.shape[0], 1, dtype=torch.bool)
+
+    def steep_value(next_obs):
+        return 100.0 * (next_obs @ W)
+
+    grads = {}
+    for name, value_fn, term_fn in (
+        ("terminal", steep_value, all_terminal),
+        ("zero_value", _zero_value, never_terminal),
+        ("alive", steep_value, never_terminal),
+    ):
+        grads[name] = _bound_only_grads(
+            data,
+            batch,
+            discriminator=_peaked_discriminator,
+            value_fn=value_fn,
+            termination_fn=term_fn,
+        )
+    assert calls and all(c == ((ENSEMBLE * 64, ACT_DIM), (ENSEMBLE * 64, OBS_DIM)) for c in calls)
+    # all terminal: V counts 0, exactly as if it were 0
+    for key, grad in grads["terminal"].items():
+        torch.testing.assert_close(grad, grads["zero_value"][key], atol=1e-5, rtol=1e-4)
+    # (while the same V does drive the model where the samples are not terminal)
+    diff = (
+        grads["alive"]["model.mean_and_logvar.weight"]
+        - grads["zero_value"]["model.mean_and_logvar.weight"]
+    )
+    assert diff.abs().max().item() > 1.0
+    model = _bound_model(1.0, data)
+    model.set_bound_critics(_peaked_discriminator, steep_value, GAMMA, termination_fn=all_terminal)
+    model.update(batch, torch.optim.SGD(model.parameters(), lr=1e-3))
+    assert model.pop_bound_stats()["bound_value"] == 0.0
+
+
+def _same_member_batch(data: TransitionBatch, ensemble_size: int) -> TransitionBatch:
+    def rep(x):
+        return np.repeat(x[None], ensemble_size, axis=0)
+
+    return TransitionBatch(*(rep(x) for x in data.astuple()))
+
+
+def _copies_of_one_member(source: mbrl.models.GaussianMLP, ensemble_size: int):
+    """A ``GaussianMLP`` of ``ensemble_size`` members, each a copy of ``source``'s one member."""
+    ensemble = _ensemble(0, ensemble_size=ensemble_size)
+    with torch.no_grad():
+        for p, q in zip(ensemble.parameters(), source.parameters(), strict=True):
+            p.copy_(q.expand_as(p) if p.shape[0] == ensemble_size and q.shape[0] == 1 else q)
+    return ensemble
+
+
+def test_beta_weighs_the_bound_term_against_the_nll_alike_for_any_ensemble_size(monkeypatch):
+    """Same data and weights in every member: ensemble 3 is three ensemble-1 problems."""
+    data = _data(num_rows=64)
+    # one noise draw eps for every member (and both ensembles): ŝ' = s + mu + sigma eps
+    eps = torch.randn(1, 64, OBS_DIM, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(torch, "randn_like", lambda x: eps.expand_as(x).clone())
+    single = _ensemble(0, ensemble_size=1)
+    results = {}
+    for size in (1, 3):
+        model = BoundTransitionRewardModel(
+            _copies_of_one_member(single, size), beta=2.0, **WRAPPER_KWARGS
+        )
+        model.update_normalizer(data)
+        model.set_bound_critics(_peaked_discriminator, _linear_value, GAMMA)
+        model.update(_same_member_batch(data, size), torch.optim.SGD(model.parameters(), lr=0.0))
+        stats = model.pop_bound_stats()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        results[size] = (stats, grads)
+    (one, grads_one), (three, grads_three) = results[1], results[3]
+    # mbrl's GaussianMLP sums its members' NLLs (plus a constant of the logvar bounds):
+    # the bound term is summed over members alike
+    assert three["bound_term"] == pytest.approx(3 * one["bound_term"], rel=1e-5)
+    assert three["bound_logit"] == pytest.approx(3 * one["bound_logit"], rel=1e-5)
+    assert three["bound_value"] == pytest.approx(3 * one["bound_value"], rel=1e-5)
+    # so each member's gradient (NLL + beta * bound term) is the single member's
+    for name, grad in grads_three.items():
+        for member in range(3):
+            torch.testing.assert_close(grad[member], grads_one[name][0], rtol=1e-4, atol=1e-6)
+
+
+def _basic_ensemble(ensemble_size: int) -> mbrl.models.BasicEnsemble:
+    torch.manual_seed(0)
+    member = {
+        "_target_": "mbrl.models.GaussianMLP",
+        "in_size": OBS_DIM + ACT_DIM,
+        "out_size": OBS_DIM + 1,
+        "device": "cpu",
+        "num_layers": 2,
+        "ensemble_size": 1,
+        "hid_size": 32,
+    }
+    ensemble = mbrl.models.BasicEnsemble(ensemble_size, "cpu", OmegaConf.create(member))
+    with torch.no_grad():  # every member a copy of the first
+        for m in ensemble.members[1:]:
+            m.load_state_dict(ensemble.members[0].state_dict())
+    return ensemble
+
+
+def test_basic_ensemble_averages_the_bound_term_as_it_averages_the_nll(monkeypatch):
+    data = _data(num_rows=64)
+    eps = torch.randn(1, 64, OBS_DIM, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(torch, "randn_like", lambda x: eps.expand_as(x).clone())
+    stats = {}
+    for size in (1, 3):
+        model = BoundTransitionRewardModel(_basic_ensemble(size), beta=2.0, **WRAPPER_KWARGS)
+        model.update_normalizer(data)
+        model.set_bound_critics(_peaked_discriminator, _linear_value, GAMMA)
+        model.update(_same_member_batch(data, size), torch.optim.SGD(model.parameters(), lr=0.0))
+        stats[size] = model.pop_bound_stats()
+    for key in BOUND_STATS:  # members' means: the same for 1 or 3 identical members
+        assert stats[3][key] == pytest.approx(stats[1][key], rel=1e-5), key
+    assert stats[1]["bound_term"] != 0.0
+
+
+def _nll_by_hand(model: BoundTransitionRewardModel, batch: TransitionBatch) -> torch.Tensor:
+    """mbrl's Gaussian NLL per member and row, ``(x - mu)^2 / sigma^2 + log sigma^2``, averaged
+    over the output dimensions."""
+    model_in, target = model._process_batch(batch)
+    mean, logvar = model.model.forward(model_in, use_propagation=False)
+    return ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean(-1)
+
+
+def test_eval_score_with_beta_is_the_nll_plus_beta_times_the_bound_term():
+    data = _data(num_rows=48)
+    model = _bound_model(0.5, data)
+    model.set_bound_critics(_peaked_discriminator, _linear_value, GAMMA)
+    with torch.no_grad():
+        torch.manual_seed(11)
+        score, meta = model.eval_score(data)
+        torch.manual_seed(11)  # the same draws of ŝ'
+        next_obs = model.sample_next_obs(data)
+        obs, act = torch.from_numpy(data.obs), torch.from_numpy(data.act)
+        term = -(_peaked_discriminator(obs, act, next_obs) + GAMMA * _linear_value(next_obs))
+        expected = _nll_by_hand(model, data) + 0.5 * term
+    assert score.shape == (ENSEMBLE, 48, 1)
+    torch.testing.assert_close(score[..., 0], expected, rtol=1e-5, atol=1e-5)
+    # (the bound part is not negligible here)
+    assert (0.5 * term).abs().mean() > 0.1
+    # before the critics are set, the score is the NLL alone
+    fresh = _bound_model(0.5, data)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fresh.eval_score(data)[0][..., 0], _nll_by_hand(fresh, data), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_eval_score_with_beta_zero_is_mbrls():
+    data = _data(num_rows=48)
+    reference = mbrl.models.OneDTransitionRewardModel(_ensemble(0), **WRAPPER_KWARGS)
+    reference.update_normalizer(data)
+    ours = _bound_model(0.0, data)
+    ours.set_bound_critics(_peaked_discriminator, _linear_value, GAMMA)
+    expected, _ = reference.eval_score(data)
+    got, _ = ours.eval_score(data)
+    assert got.shape == expected.shape == (ENSEMBLE, 48, OUT)
+    assert torch.equal(got, expected)

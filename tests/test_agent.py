@@ -1,0 +1,266 @@
+"""BoundSACAgent: SAC's value, and the reward it relabels SAC's batches with."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import gymnasium as gym
+import mbrl.util
+import numpy as np
+import pytest
+import torch
+from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
+
+from mbrl_bound_plugin.agent import BoundSACAgent
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+OBS_DIM, ACT_DIM = 3, 2
+
+
+def _sac(alpha: float = 0.3, seed: int = 0) -> SAC:
+    torch.manual_seed(seed)
+    args = types.SimpleNamespace(
+        gamma=0.9,
+        tau=0.005,
+        alpha=alpha,
+        policy="Gaussian",
+        target_update_interval=1,
+        automatic_entropy_tuning=False,
+        target_entropy=None,
+        hidden_size=16,
+        device="cpu",
+        lr=1e-3,
+    )
+    space = gym.spaces.Box(-1.0, 1.0, shape=(ACT_DIM,), dtype=np.float32)
+    return SAC(OBS_DIM, space, args)
+
+
+def _agent(**kwargs) -> BoundSACAgent:
+    kwargs.setdefault("gamma", 0.9)
+    return BoundSACAgent(_sac(), **kwargs)
+
+
+def _buffer(num_rows: int = 64, reward: float | np.ndarray = 0.5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    buffer = mbrl.util.ReplayBuffer(num_rows, (OBS_DIM,), (ACT_DIM,), rng=rng)
+    rewards = np.broadcast_to(reward, (num_rows,))
+    for i in range(num_rows):
+        obs = rng.normal(size=OBS_DIM).astype(np.float32)
+        act = rng.uniform(-1, 1, size=ACT_DIM).astype(np.float32)
+        buffer.add(obs, act, obs + 0.1 * act[0], float(rewards[i]), False, False)
+    return buffer
+
+
+def _constant_logit(value: float):
+    def discriminator(obs, act, next_obs):
+        return torch.full(next_obs.shape[:-1], value)
+
+    return discriminator
+
+
+# --- V(s) = E_{a~pi}[min(Q1, Q2)(s, a) - alpha log pi(a|s)] ---
+
+
+@pytest.mark.parametrize("alpha", [0.3, "tensor"])
+def test_value_is_min_q_minus_alpha_log_pi_at_a_policy_sample(alpha):
+    agent = _agent()
+    sac = agent.sac_agent
+    if alpha == "tensor":  # what automatic entropy tuning leaves: a tensor with a graph
+        sac.log_alpha = torch.tensor([math.log(0.7)], requires_grad=True)
+        sac.alpha = sac.log_alpha.exp()
+    obs = torch.randn(2, 5, OBS_DIM, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(123)
+    value = agent.value(obs)
+    # by hand, with the same draw of a ~ pi(.|s)
+    torch.manual_seed(123)
+    flat = obs.reshape(10, OBS_DIM)
+    act, log_pi, _ = sac.policy.sample(flat)
+    q1, q2 = sac.critic(flat, act)
+    a = float(torch.as_tensor(sac.alpha).detach())
+    expected = (torch.minimum(q1, q2) - a * log_pi).reshape(2, 5)
+    assert value.shape == (2, 5)
+    torch.testing.assert_close(value, expected)
+    # the two critics and the entropy term all matter here (the check is not vacuous)
+    assert (q1 != q2).all()
+    assert not torch.allclose(value, torch.minimum(q1, q2).reshape(2, 5), atol=1e-3)
+
+
+def test_value_averages_to_the_expectation_over_the_policy():
+    agent = _agent()
+    sac = agent.sac_agent
+    obs = torch.randn(1, OBS_DIM, generator=torch.Generator().manual_seed(2))
+    many = obs.expand(20_000, OBS_DIM)
+    torch.manual_seed(5)
+    estimate = agent.value(many).mean()
+    torch.manual_seed(6)  # an independent Monte Carlo estimate of E[min Q - alpha log pi]
+    act, log_pi, _ = sac.policy.sample(many)
+    q1, q2 = sac.critic(many, act)
+    expected = (torch.minimum(q1, q2) - sac.alpha * log_pi).mean()
+    assert estimate.item() == pytest.approx(expected.item(), abs=0.02)
+
+
+def test_value_is_differentiable_in_obs():
+    agent = _agent()
+    obs = torch.randn(4, OBS_DIM, requires_grad=True)
+    agent.value(obs).sum().backward()
+    assert obs.grad is not None and obs.grad.abs().sum() > 0
+
+
+# --- the augmented reward SAC trains on ---
+
+
+def test_sac_batches_use_the_current_discriminator():
+    agent = _agent(lam=1.0, clip=10.0)
+    buffer = _buffer(reward=0.0)
+    agent.set_discriminator(_constant_logit(1.0))
+    agent.update(buffer, 16, 0)
+    assert agent.pop_bound_reward() == pytest.approx(10.0 * math.tanh(0.1), rel=1e-5)
+    # after set_discriminator(new), the very next batch reads the new one
+    agent.set_discriminator(_constant_logit(-2.0))
+    agent.update(buffer, 16, 1)
+    assert agent.pop_bound_reward() == pytest.approx(10.0 * math.tanh(-0.2), rel=1e-5)
+
+
+def test_sac_batches_are_scored_at_their_own_transitions():
+    agent = _agent(lam=1.0, clip=100.0)
+    buffer = _buffer(reward=0.0)
+    rows = buffer.get_all()
+    seen = []
+
+    def discriminator(obs, act, next_obs):
+        seen.append((obs, act, next_obs))
+        return (next_obs - obs).sum(-1)  # = 0.1 * act[0] * OBS_DIM at buffer rows
+
+    agent.set_discriminator(discriminator)
+    rt = agent.augmented_reward(rows.obs, rows.act, rows.next_obs, rows.rewards)
+    obs, act, next_obs = seen[0]
+    np.testing.assert_array_equal(obs.numpy(), rows.obs)
+    np.testing.assert_array_equal(act.numpy(), rows.act)
+    np.testing.assert_array_equal(next_obs.numpy(), rows.next_obs)
+    expected = 100.0 * np.tanh(0.1 * OBS_DIM * rows.act[:, 0] / 100.0)
+    np.testing.assert_allclose(rt.numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_real_batches_get_no_ratio_term():
+    agent = _agent(lam=1.0, clip=10.0)
+    agent.set_discriminator(_constant_logit(3.0))
+    buffer = _buffer(reward=0.5)
+    agent.update(buffer, 16, 0, model_data=False)
+    assert agent.pop_bound_reward() == pytest.approx(0.5)  # f(r) = r, nothing more
+    rows = buffer.get_all()
+    rt = agent.augmented_reward(rows.obs, rows.act, rows.next_obs, rows.rewards, model_data=False)
+    np.testing.assert_allclose(rt.numpy(), rows.rewards)
+    agent.pop_bound_reward()
+    # the same rows as model data do get it
+    agent.update(buffer, 16, 1, model_data=True)
+    assert agent.pop_bound_reward() == pytest.approx(0.5 + 10.0 * math.tanh(0.3))
+
+
+def test_the_ratio_scale_reads_model_rewards_only():
+    agent = _agent(lam=1.0, clip=10.0, scale="reward_rms")
+    agent.set_discriminator(_constant_logit(3.0))
+    agent.update(_buffer(reward=7.0), 16, 0, model_data=False)
+    assert agent.state_dict()["reward_moments"] is None
+    agent.pop_bound_reward()
+    agent.update(_buffer(reward=0.5), 16, 1, model_data=True)
+    # weight: lam times the rms 0.5 of the model rewards (the real 7.0 are not in it)
+    assert agent.ratio_weight() == pytest.approx(0.5)
+    assert agent.pop_bound_reward() == pytest.approx(0.5 + 0.5 * 10.0 * math.tanh(0.3))
+
+
+def test_bound_mode_real_batches_get_the_log_reward_only():
+    agent = _agent(mode="bound", reward_floor=-1.0, clip=5.0)
+    agent.set_discriminator(_constant_logit(2.0))
+    rows = _buffer(reward=np.linspace(0.0, 1.0, 64)).get_all()
+    real = agent.augmented_reward(rows.obs, rows.act, rows.next_obs, rows.rewards, False)
+    model = agent.augmented_reward(rows.obs, rows.act, rows.next_obs, rows.rewards, True)
+    f_r = 0.1 * np.log(rows.rewards + 1.0)
+    np.testing.assert_allclose(real.numpy(), f_r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.numpy(), f_r + 5.0 * math.tanh(2.0 / 5.0), rtol=1e-5)
+
+
+def test_warmup_ramps_the_ratio_weight_linearly_over_the_epochs():
+    agent = _agent(lam=0.4, clip=10.0, warmup_epochs=2)
+    agent.set_discriminator(_constant_logit(1.0))
+    rows = _buffer(reward=0.0).get_all()
+    for epochs_done, fraction in ((0, 0.0), (1, 0.5), (2, 1.0), (5, 1.0)):
+        agent.set_epoch(epochs_done)
+        assert agent.ratio_weight() == pytest.approx(0.4 * fraction)
+        rt = agent.augmented_reward(rows.obs, rows.act, rows.next_obs, rows.rewards)
+        expected = 0.4 * fraction * 10.0 * math.tanh(0.1)
+        np.testing.assert_allclose(rt.numpy(), expected, rtol=1e-5, atol=1e-7)
+        # the model step reads the same term
+        assert agent.ratio_term(torch.tensor([1.0])).item() == pytest.approx(expected, abs=1e-7)
+    assert agent.state_dict()["epochs_done"] == 5
+
+
+def test_bound_mode_warms_up_from_weight_zero_to_one():
+    agent = _agent(mode="bound", reward_floor=-1.0, warmup_epochs=4)
+    weights = []
+    for n in range(6):
+        agent.set_epoch(n)
+        weights.append(agent.ratio_weight())
+    assert weights == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("scale", ["reward_std", "reward_rms"])
+def test_scale_multiplies_the_weight_by_the_running_reward_moment(scale):
+    agent = _agent(lam=0.5, clip=10.0, scale=scale)
+    agent.set_discriminator(_constant_logit(1.0))
+    assert agent.ratio_weight() == 0.0  # no model reward seen yet
+    obs, act = np.zeros((4, OBS_DIM), np.float32), np.zeros((4, ACT_DIM), np.float32)
+    first = np.array([0.0, 4.0, 0.0, 4.0], np.float32)  # mean 2, mean square 8, std 2
+    rt = agent.augmented_reward(obs, act, obs, first)
+    moment = 2.0 if scale == "reward_std" else math.sqrt(8.0)
+    assert agent.ratio_weight() == pytest.approx(0.5 * moment)
+    # this batch is already scored with its own moments
+    np.testing.assert_allclose(rt.numpy(), first + 0.5 * moment * 10.0 * math.tanh(0.1), rtol=1e-5)
+    # later batches move the moments by 1% each
+    second = np.array([10.0, 10.0, 10.0, 10.0], np.float32)  # mean 10, mean square 100
+    agent.augmented_reward(obs, act, obs, second)
+    mean, square = 0.99 * 2.0 + 0.01 * 10.0, 0.99 * 8.0 + 0.01 * 100.0
+    moment = math.sqrt(square - mean**2) if scale == "reward_std" else math.sqrt(square)
+    assert agent.ratio_weight() == pytest.approx(0.5 * moment, rel=1e-6)
+    assert agent.state_dict()["reward_moments"] == pytest.approx((mean, square))
+
+
+def test_scale_none_ignores_the_rewards():
+    agent = _agent(lam=0.5, clip=10.0)
+    obs, act = np.zeros((2, OBS_DIM), np.float32), np.zeros((2, ACT_DIM), np.float32)
+    agent.augmented_reward(obs, act, obs, np.array([0.0, 100.0], np.float32))
+    assert agent.ratio_weight() == 0.5
+
+
+@pytest.mark.parametrize("scale", ["reward_std", "reward_rms"])
+def test_bound_mode_refuses_a_ratio_scale(scale):
+    with pytest.raises(ValueError, match="scale=none"):
+        _agent(mode="bound", reward_floor=-1.0, scale=scale)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scale": "reward_max"}, "scale must be one of"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"warmup_epochs": 1.5}, "warmup_epochs"),
+        ({"lam": -0.1}, "lam must be >= 0"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _agent(**kwargs)
+
+
+def test_state_dict_round_trip_keeps_moments_warmup_and_pending_reward():
+    agent = _agent(lam=0.5, scale="reward_std", warmup_epochs=3)
+    agent.set_discriminator(_constant_logit(1.0))
+    agent.set_epoch(2)
+    obs, act = np.zeros((2, OBS_DIM), np.float32), np.zeros((2, ACT_DIM), np.float32)
+    agent.augmented_reward(obs, act, obs, np.array([1.0, 3.0], np.float32))
+    fresh = _agent(lam=0.5, scale="reward_std", warmup_epochs=3)
+    fresh.load_state_dict(agent.state_dict())
+    assert fresh.ratio_weight() == pytest.approx(agent.ratio_weight())
+    assert fresh.ratio_weight() == pytest.approx(0.5 * 1.0 * 2 / 3)
+    assert fresh.pop_bound_reward() == pytest.approx(agent.pop_bound_reward())
