@@ -42,7 +42,7 @@ def discriminator_step(
     """Step (1): real ``(s, a, s')`` against model ``(s, a, ŝ')`` at the same ``(s, a)``.
 
     Rows are drawn from ``D`` without replacement, so every row is distinct and the
-    discriminator's held-out rows are never trained on.
+    discriminator's held-out rows are not trained on in this fit.
 
     Args:
         discriminator: the discriminator to fit.

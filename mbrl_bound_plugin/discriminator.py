@@ -245,7 +245,7 @@ class Discriminator(nn.Module):
         them when there are fewer) and uses both their real and their model next
         observation, so real and model transitions come at the same ``(s, a)`` and in
         equal numbers; both get the smoothing noise. A random ``holdout_ratio`` slice of
-        the rows (at least one), disjoint from the training rows, is never trained on:
+        the rows (at least one), disjoint from the training rows, is not trained on in this fit:
         early stopping and every returned diagnostic use it, with clean inputs.
 
         Args:
