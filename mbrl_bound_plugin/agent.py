@@ -100,16 +100,20 @@ class BoundSACAgent(SACAgent):
         """Tells the warm-up how many epochs are complete."""
         self.epochs_done = int(epochs_done)
 
-    def ratio_weight(self) -> float:
-        """``w``: ``lam`` (1 in mode ``bound``) times the ratio scale and the warm-up."""
-        weight = bound.ratio_weight(self.mode, self.lam)
+    def _ratio_factor(self) -> float:
+        """The ratio scale times the warm-up (1 with neither)."""
+        factor = 1.0
         if self.warmup_epochs:
-            weight *= min(1.0, self.epochs_done / self.warmup_epochs)
+            factor *= min(1.0, self.epochs_done / self.warmup_epochs)
         if self.scale != "none":
             mean, second = self._reward_moments or (0.0, 0.0)
             var = max(second - mean**2, 0.0)
-            weight *= math.sqrt(var if self.scale == "reward_std" else second)
-        return weight
+            factor *= math.sqrt(var if self.scale == "reward_std" else second)
+        return factor
+
+    def ratio_weight(self) -> float:
+        """``w``: ``lam`` (1 in mode ``bound``) times the ratio scale and the warm-up."""
+        return bound.ratio_weight(self.mode, self.lam) * self._ratio_factor()
 
     def ratio_term(self, logit: torch.Tensor) -> torch.Tensor:
         """``w * c * tanh(logit / c)``, the log-ratio term both players maximize."""
@@ -159,8 +163,8 @@ class BoundSACAgent(SACAgent):
         reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
         if model_data and self.scale != "none":
             self._track_reward_moments(reward_t)
-        if not model_data or self.discriminator is None:  # real data, or no C yet
-            ratio = torch.zeros_like(reward_t)
+        if not model_data or self.discriminator is None:  # real data, or no C yet: ratio 0
+            logit = torch.zeros_like(reward_t)
         else:
             with torch.no_grad():
                 logit = self.discriminator(
@@ -168,12 +172,20 @@ class BoundSACAgent(SACAgent):
                     torch.as_tensor(act, dtype=torch.float32, device=device),
                     torch.as_tensor(next_obs, dtype=torch.float32, device=device),
                 ).reshape(reward_t.shape)
-            ratio = self.ratio_term(logit)
         if self.mode == "bound":
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.
             reward_t = reward_t.clamp_min(self.reward_floor + 1e-6)
-        rt = bound.task_reward_term(reward_t, self.mode, self.gamma, self.reward_floor) + ratio
+        rt = bound.augmented_reward(
+            reward_t,
+            logit,
+            self.mode,
+            self.gamma,
+            self.lam,
+            self.clip,
+            self.reward_floor,
+            ratio_factor=self._ratio_factor(),
+        )
         if not torch.isfinite(rt).all():
             raise NumericalError("augmented reward is not finite")
         self._reward_sum += rt.sum().item()

@@ -112,10 +112,12 @@ def augmented_reward(
     lam: float,
     clip: float,
     reward_floor: float | None,
+    ratio_factor: float = 1.0,
 ) -> torch.Tensor:
     """The reward SAC maximizes inside the model (deep algorithm, step 3).
 
-    ``rt = f(r) + lam * c * tanh(logit C(s,a,s') / c)`` (:func:`ratio_term`) with
+    ``rt = f(r) + w * c * tanh(logit C(s,a,s') / c)`` (:func:`ratio_term`), with
+    ``w = lam * ratio_factor`` and
 
     - mode ``"scaled"``: ``f(r) = r`` and ``lam`` as given (``lam = 0`` is MBPO's reward);
     - mode ``"bound"``: ``f(r) = (1 - gamma) * log(r - reward_floor)`` and ``lam = 1``
@@ -131,6 +133,8 @@ def augmented_reward(
         clip: the bound ``c`` on the log-ratio; must be ``> 0``.
         reward_floor: a number below every reward the task can give; required in mode
             ``"bound"``, unused in mode ``"scaled"``.
+        ratio_factor: a further factor on the ratio's weight (the agent's scale and
+            warm-up); 1 by default.
 
     Returns:
         The augmented reward, same shape as ``reward``.
@@ -146,7 +150,7 @@ def augmented_reward(
             f"reward and logit must have the same shape, got {tuple(reward.shape)} and "
             f"{tuple(logit.shape)}; reshape one of them (e.g. squeeze a trailing 1)"
         )
-    ratio = ratio_term(logit, ratio_weight(mode, lam), clip)
+    ratio = ratio_term(logit, ratio_weight(mode, lam) * ratio_factor, clip)
     return task_reward_term(reward, mode, gamma, reward_floor) + ratio
 
 
