@@ -58,6 +58,9 @@ REQUIRED_OVERRIDES: dict[str, tuple[str, ...]] = {
     "planet": (),
 }
 REQUIRED_OVERRIDES["bound"] = REQUIRED_OVERRIDES["mbpo"]
+REQUIRED_OVERRIDES["mbpo_resumable"] = REQUIRED_OVERRIDES["mbpo"]
+# Algorithms run by this package's training loop: they checkpoint and resume.
+RESUMABLE = ("bound", "mbpo_resumable")
 # Groups whose choice is checked before Hydra composes (unknown choice: UsageError).
 CHECKED_GROUPS = ("algorithm", "overrides", "dynamics_model", "action_optimizer", "discriminator")
 
@@ -192,17 +195,17 @@ def check_config(
             f"unknown algorithm.name {name!r}; choose one of: {', '.join(REQUIRED_OVERRIDES)}"
         )
     resume = cfg.get("resume", False)
-    if resume is True and name != "bound":
+    if resume is True and name not in RESUMABLE:
         raise UsageError(
-            f"resume=true needs algorithm=bound; mbrl's {name} cannot continue a run "
-            "(resume=auto starts it afresh)"
+            f"resume=true needs algorithm=bound or mbpo_resumable; mbrl's {name} cannot "
+            "continue a run (resume=auto starts it afresh)"
         )
     choice = (choices or {}).get("overrides") or "?"
     for key in REQUIRED_OVERRIDES[name]:
         if key not in cfg.overrides:
             raise UsageError(f"overrides={choice} lacks key {key!r}, needed by algorithm={name}")
     sections = ["algorithm", "dynamics_model", "overrides"]
-    sections += ["discriminator"] if name == "bound" else []
+    sections += ["discriminator"] if name in RESUMABLE else []
     try:
         for section in sections:  # (action_optimizer is resolved through algorithm.agent)
             omegaconf.OmegaConf.to_container(cfg[section], resolve=True, throw_on_missing=False)
