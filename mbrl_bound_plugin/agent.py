@@ -32,6 +32,9 @@ class _AugmentedSampler:
 
     def sample(self, batch_size: int) -> mbrl.types.TransitionBatch:
         batch = self.buffer.sample(batch_size)
+        if not self.agent.changes_reward:  # rt = r: SAC gets the batch as sampled
+            self.agent.count_reward(batch.rewards)
+            return batch
         rewards = self.agent.augmented_reward(
             batch.obs, batch.act, batch.next_obs, batch.rewards, self.model_data
         )
@@ -95,6 +98,22 @@ class BoundSACAgent(SACAgent):
         self._reward_count = 0
         # running first and second moments of the model rewards (None: none seen yet)
         self._reward_moments: tuple[float, float] | None = None
+
+    @property
+    def uses_ratio(self) -> bool:
+        """Whether SAC's reward has a ratio term at all (mode ``bound``, or ``lam != 0``)."""
+        return bound.ratio_weight(self.mode, self.lam) != 0.0
+
+    @property
+    def changes_reward(self) -> bool:
+        """Whether ``rt`` differs from ``r``; if not, SAC trains on the rewards as stored
+        (mode ``scaled`` with ``lam = 0``: MBPO's reward, no discriminator call)."""
+        return self.mode != "scaled" or self.uses_ratio
+
+    def count_reward(self, rewards: np.ndarray) -> None:
+        """Adds SAC rewards left as they are to the mean :meth:`pop_bound_reward` reports."""
+        self._reward_sum += float(np.sum(rewards))
+        self._reward_count += int(np.size(rewards))
 
     def set_epoch(self, epochs_done: int) -> None:
         """Tells the warm-up how many epochs are complete."""

@@ -122,7 +122,7 @@ def train(
         tqdm.tqdm(
             total=cfg.overrides.num_steps,
             initial=min(run.env_steps, cfg.overrides.num_steps),
-            desc="bound",
+            desc=str(cfg.algorithm.name),
             unit="step",
             disable=silent,
             leave=False,
@@ -163,15 +163,16 @@ def train(
                     )
 
                     # (1) discriminator step: real (label 1) vs model (label 0) at same (s, a)
-                    run.use_discriminator(
-                        discriminator_step(
-                            run.discriminator,
-                            run.model_env,
-                            replay_buffer,
-                            cfg.algorithm.disc_max_rows,
-                            run.disc_generator,
+                    if run.bound_terms:
+                        run.use_discriminator(
+                            discriminator_step(
+                                run.discriminator,
+                                run.model_env,
+                                replay_buffer,
+                                cfg.algorithm.disc_max_rows,
+                                run.disc_generator,
+                            )
                         )
-                    )
 
                     # --------- Rollout new model and store imagined trajectories --------
                     mbpo.rollout_model_and_populate_sac_buffer(
@@ -210,21 +211,20 @@ def train(
                     avg_reward = mbpo.evaluate(
                         test_env, agent, cfg.algorithm.num_eval_episodes, run.video_recorder
                     )
-                    run.logger.log_data(
-                        mbrl.constants.RESULTS_LOG_NAME,
-                        {
-                            "epoch": run.epoch,
-                            "env_step": run.env_steps,
-                            "episode_reward": avg_reward,
-                            "rollout_length": rollout_length,
-                            **run.disc_stats,
-                            "bound_reward": agent.pop_bound_reward(),
-                        },
-                    )
-                    progress.set_postfix(
-                        eval_return=f"{avg_reward:.1f}",
-                        disc_acc=f"{run.disc_stats['disc_accuracy']:.2f}",
-                    )
+                    row = {
+                        "epoch": run.epoch,
+                        "env_step": run.env_steps,
+                        "episode_reward": avg_reward,
+                        "rollout_length": rollout_length,
+                    }
+                    bound_reward = agent.pop_bound_reward()
+                    if run.bound_terms:
+                        row |= {**run.disc_stats, "bound_reward": bound_reward}
+                    run.logger.log_data(mbrl.constants.RESULTS_LOG_NAME, row)
+                    postfix = {"eval_return": f"{avg_reward:.1f}"}
+                    if run.bound_terms:
+                        postfix["disc_acc"] = f"{run.disc_stats['disc_accuracy']:.2f}"
+                    progress.set_postfix(postfix)
                     if avg_reward > run.best_eval_reward:
                         run.video_recorder.save(f"{run.epoch}.mp4")
                         run.best_eval_reward = avg_reward

@@ -161,6 +161,9 @@ class BoundRun:
         epoch: epochs completed.
         updates_made: SAC updates made.
         best_eval_reward: the best evaluation return so far.
+        bound_terms: whether either bound term is on (``beta > 0``, or SAC's reward is not
+            ``r``); if not, the run is MBPO (``algorithm=mbpo_resumable``): no
+            discriminator (``discriminator`` is ``None``) and mbrl's log columns.
         disc_stats: the last discriminator step's diagnostics (:data:`DISC_STATS`).
         discriminator_ready: whether a discriminator step has run.
 
@@ -190,9 +193,6 @@ class BoundRun:
         )
         pathlib.Path(self.work_dir).mkdir(parents=True, exist_ok=True)
         self.logger = mbrl.util.Logger(self.work_dir, enable_back_compatible=True)
-        self.logger.register_group(
-            mbrl.constants.RESULTS_LOG_NAME, BOUND_LOG_FORMAT, color="green", dump_frequency=1
-        )
         self.video_recorder = VideoRecorder(self.work_dir if cfg.get("save_video") else None)
 
         self.rng = np.random.default_rng(seed=cfg.seed)  # (also the replay buffer's)
@@ -208,8 +208,20 @@ class BoundRun:
         )
 
         self.dynamics_model = create_bound_model(cfg, obs_shape, act_shape)
-        self.discriminator: Discriminator = instantiate(
-            cfg.discriminator, "discriminator", obs_dim=obs_shape[0], act_dim=act_shape[0]
+        # Both bound terms off (beta = 0, and SAC's reward is r): MBPO itself. No
+        # discriminator is built (its initialization would draw from torch's global
+        # generator) or fitted, and the logs have mbrl's columns.
+        self.bound_terms = self.dynamics_model.beta > 0 or self.agent.changes_reward
+        self.discriminator: Discriminator | None = None
+        if self.bound_terms:
+            self.discriminator = instantiate(
+                cfg.discriminator, "discriminator", obs_dim=obs_shape[0], act_dim=act_shape[0]
+            )
+        self.logger.register_group(
+            mbrl.constants.RESULTS_LOG_NAME,
+            BOUND_LOG_FORMAT if self.bound_terms else mbpo.MBPO_LOG_FORMAT,
+            color="green",
+            dump_frequency=1,
         )
         dtype = np.double if cfg.algorithm.get("normalize_double_precision", False) else np.float32
         self.replay_buffer = mbrl.util.common.create_replay_buffer(
@@ -223,7 +235,11 @@ class BoundRun:
             self.dynamics_model,
             optim_lr=cfg.overrides.model_lr,
             weight_decay=cfg.overrides.model_wd,
-            logger=None if silent else _ModelTrainLog(self.logger, self.dynamics_model),
+            logger=None
+            if silent
+            else _ModelTrainLog(self.logger, self.dynamics_model)
+            if self.bound_terms
+            else self.logger,
         )
         self.sac_buffer: mbrl.util.ReplayBuffer | None = None
 
@@ -368,8 +384,12 @@ class BoundRun:
             "discriminator_ready": self.discriminator_ready,
             "model": run_state.state_dict(self.dynamics_model),
             "model_optimizer": self.model_trainer.optimizer.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "discriminator_optimizer": self.discriminator.optimizer.state_dict(),
+            "discriminator": None
+            if self.discriminator is None
+            else self.discriminator.state_dict(),
+            "discriminator_optimizer": None
+            if self.discriminator is None
+            else self.discriminator.optimizer.state_dict(),
             "agent": self.agent.state_dict(),
             "replay_buffer": run_state.state_dict(self.replay_buffer),
             "sac_buffer": None
@@ -387,8 +407,13 @@ class BoundRun:
         """
         run_state.load_state_dict(self.dynamics_model, state["model"])
         self.model_trainer.optimizer.load_state_dict(state["model_optimizer"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.discriminator.optimizer.load_state_dict(state["discriminator_optimizer"])
+        if (self.discriminator is None) != (state["discriminator"] is None):
+            raise ValueError(
+                "one of the checkpoint and this run has a discriminator, the other not"
+            )
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.discriminator.optimizer.load_state_dict(state["discriminator_optimizer"])
         self.agent.load_state_dict(state["agent"])
         run_state.load_state_dict(self.replay_buffer, state["replay_buffer"])
         if state["sac_buffer"] is not None:

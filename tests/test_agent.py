@@ -143,6 +143,29 @@ def test_sac_batches_are_scored_at_their_own_transitions():
     np.testing.assert_allclose(rt.numpy(), expected, rtol=1e-4, atol=1e-6)
 
 
+def test_without_a_ratio_term_sac_gets_the_batches_as_sampled():
+    """``lam = 0`` in mode ``scaled`` is MBPO's reward: no discriminator call, no copy."""
+    agent = _agent(lam=0.0)
+    assert not agent.uses_ratio and not agent.changes_reward
+    calls = []
+    agent.set_discriminator(lambda *args: calls.append(args) or torch.zeros(16))
+    sampled = []
+    buffer = _buffer(reward=np.linspace(0.0, 1.0, 64))
+    original_sample = buffer.sample
+    buffer.sample = lambda n: sampled.append(original_sample(n)) or sampled[-1]
+    seen = []
+    original_update = agent.sac_agent.update_parameters
+    agent.sac_agent.update_parameters = lambda memory, *a, **k: original_update(
+        types.SimpleNamespace(sample=lambda n: seen.append(memory.sample(n)) or seen[-1]), *a, **k
+    )
+    agent.update(buffer, 16, 0)
+    assert calls == [] and seen[0] is sampled[0]  # the very batch the buffer gave
+    assert agent.pop_bound_reward() == pytest.approx(sampled[0].rewards.mean())
+    # any ratio weight, or mode bound's log transform, does change the reward
+    assert _agent(lam=0.1).changes_reward
+    assert _agent(mode="bound", reward_floor=-1.0).changes_reward
+
+
 def test_real_batches_get_no_ratio_term():
     agent = _agent(lam=1.0, clip=10.0)
     agent.set_discriminator(_constant_logit(3.0))
