@@ -1,10 +1,27 @@
-"""Wall time per environment step of algorithm=bound against algorithm=mbpo.
+"""Wall time of algorithm=bound against mbrl's MBPO, per environment step and per component.
 
-Both run in this process on one identical configuration (same overrides, seed and
-budget), alternating bound, mbpo, bound, mbpo, ... so that machine noise hits both
-alike; prints each run's seconds per environment step and the median ratio.
+Both sides run in this process on one configuration (same overrides, seed and budget),
+alternating bound, mbpo, bound, mbpo, ... so that machine noise hits both alike. The
+MBPO side is mbrl's own ``mbrl.algorithms.mbpo.train``. Model training runs a fixed
+number of epochs on both sides (``--model-epochs``, early stopping off), so that the
+ratio measures the algorithm and not how soon mbrl's patience stops training.
 
-    python benchmarks/overhead.py [--repeats 3] [--steps 1000] [HYDRA_OVERRIDE ...]
+Each component is timed by wrapping the function that does it, on both sides alike:
+
+- model updates: ``OneDTransitionRewardModel.update`` (and the bound model's override);
+- model validation: their ``eval_score``;
+- model training, other: the rest of mbrl's ``train_model_and_save_model_and_data``
+  (batching, normalizer, saving the model and data);
+- discriminator step: ``mbrl_bound_plugin.algorithm.discriminator_step``;
+- rollouts: mbrl's ``rollout_model_and_populate_sac_buffer``;
+- SAC updates: ``SAC.update_parameters``, without the relabelling inside it;
+- relabelling: ``BoundSACAgent.augmented_reward`` (the ratio term of SAC's batches);
+- evaluation: mbrl's ``mbpo.evaluate``;
+- checkpoints: ``Checkpointer.save`` (bound only; ``checkpoint.every_epochs`` sets how often);
+- other: the rest (environment steps, the loop, checkpoints on the bound side).
+
+    python benchmarks/overhead.py [--task inv_pendulum|halfcheetah] [--repeats 3]
+        [--steps N] [--model-epochs 20] [--json FILE] [HYDRA_OVERRIDE ...]
 
 This is a benchmark (numbers printed), not a test.
 """
@@ -12,66 +29,185 @@ This is a benchmark (numbers printed), not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import json
 import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 
 import mbrl.algorithms.mbpo as mbpo
+import mbrl.models
+import mbrl.util.common
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
+from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 
-from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.algorithm import train as bound_train
+import mbrl_bound_plugin.algorithm as bound_algorithm
+from mbrl_bound_plugin import compose
+from mbrl_bound_plugin.agent import BoundSACAgent
+from mbrl_bound_plugin.checkpoint import Checkpointer
 from mbrl_bound_plugin.envs import make_env
+from mbrl_bound_plugin.model import BoundTransitionRewardModel
 
-# mbrl's MBPO InvertedPendulum settings with a budget that fits a benchmark.
-DEFAULT = [
-    "overrides=mbpo_inv_pendulum_v5",
-    "device=cpu",
-    "algorithm.initial_exploration_steps=250",
-    "overrides.epoch_length=250",
+# mbrl's MBPO settings with budgets that fit a benchmark on 2 cores.
+TASKS = {
+    "inv_pendulum": [
+        "overrides=mbpo_inv_pendulum_v5",
+        "algorithm.initial_exploration_steps=250",
+        "overrides.epoch_length=250",
+    ],
+    "halfcheetah": [
+        "overrides=mbpo_halfcheetah_v5",
+        "algorithm.initial_exploration_steps=500",
+        "overrides.epoch_length=250",
+    ],
+}
+DEFAULT_STEPS = {"inv_pendulum": 750, "halfcheetah": 500}
+# (component, [(owner, function name), ...]); nested calls of one component count once
+COMPONENTS: list[tuple[str, list[tuple[object, str]]]] = [
+    ("model training", [(mbrl.util.common, "train_model_and_save_model_and_data")]),
+    (
+        "model updates",
+        [(mbrl.models.OneDTransitionRewardModel, "update"), (BoundTransitionRewardModel, "update")],
+    ),
+    (
+        "model validation",
+        [
+            (mbrl.models.OneDTransitionRewardModel, "eval_score"),
+            (BoundTransitionRewardModel, "eval_score"),
+        ],
+    ),
+    ("discriminator step", [(bound_algorithm, "discriminator_step")]),
+    ("rollouts", [(mbpo, "rollout_model_and_populate_sac_buffer")]),
+    ("SAC updates", [(SAC, "update_parameters")]),
+    ("relabelling", [(BoundSACAgent, "augmented_reward")]),
+    ("evaluation", [(mbpo, "evaluate")]),
+    ("checkpoints", [(Checkpointer, "save")]),
 ]
+# shown as "X, other": X minus the components timed inside it
+INSIDE = {
+    "model training": ("model updates", "model validation"),
+    "SAC updates": ("relabelling",),
+}
 
 
-def time_run(algorithm: str, overrides: list[str]) -> float:
-    """Seconds per environment step of one run (training only, no process start-up)."""
-    with initialize_config_dir(version_base="1.1", config_dir=str(mbrl_bound_conf_dir())):
-        cfg = compose(config_name="main", overrides=[f"algorithm={algorithm}", *overrides])
+class Timers:
+    """Seconds spent in each component, by wrapping the functions that do them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._depth: dict[str, int] = {}
+
+    def _timed(self, name: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if self._depth.get(name):  # (the bound model's update calling mbrl's)
+                return fn(*args, **kwargs)
+            self._depth[name] = 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                self._depth[name] = 0
+
+        return wrapper
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Timers]:
+        saved = []
+        for name, targets in COMPONENTS:
+            for owner, attr in targets:
+                original = owner.__dict__[attr]
+                saved.append((owner, attr, original))
+                setattr(owner, attr, self._timed(name, original))
+        try:
+            yield self
+        finally:
+            for owner, attr, original in reversed(saved):
+                setattr(owner, attr, original)
+
+    def breakdown(self, total: float) -> dict[str, float]:
+        """Seconds per component, nested ones taken out of their parents, plus ``other``."""
+        out = {name: self.seconds.get(name, 0.0) for name, _ in COMPONENTS}
+        for parent, children in INSIDE.items():
+            out[parent] -= sum(out[c] for c in children)
+        out["other"] = total - sum(out.values())
+        return {
+            ("model training, other" if k == "model training" else k): v for k, v in out.items()
+        }
+
+
+def time_run(algorithm: str, overrides: list[str]) -> tuple[float, dict[str, float]]:
+    """Seconds per environment step of one run, in total and per component."""
+    cfg = compose([f"algorithm={algorithm}", *overrides])
     env, term_fn, _ = make_env(cfg)
     test_env, *_ = make_env(cfg)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    train = bound_train if algorithm == "bound" else mbpo.train
-    with tempfile.TemporaryDirectory() as work_dir:
+    train = mbpo.train if algorithm == "mbpo" else bound_algorithm.train
+    with tempfile.TemporaryDirectory() as work_dir, Timers().installed() as timers:
         start = time.perf_counter()
         train(env, test_env, term_fn, cfg, silent=True, work_dir=work_dir)
         elapsed = time.perf_counter() - start
-    return elapsed / cfg.overrides.num_steps
+    steps = cfg.overrides.num_steps
+    return elapsed / steps, {k: v / steps for k, v in timers.breakdown(elapsed).items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=list(TASKS), default="inv_pendulum")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, help="environment steps after exploration")
+    parser.add_argument("--model-epochs", type=int, default=20, help="epochs per model training")
+    parser.add_argument("--json", help="also write the numbers to this file")
     args, extra = parser.parse_known_args()
-    overrides = DEFAULT + [f"overrides.num_steps={args.steps}", *extra]
+    steps = args.steps or DEFAULT_STEPS[args.task]
+    overrides = [
+        *TASKS[args.task],
+        "device=cpu",
+        f"overrides.num_steps={steps}",
+        f"+overrides.num_epochs_train_model={args.model_epochs}",
+        "overrides.patience=0",  # (mbrl: 0 turns early stopping off)
+        *extra,
+    ]
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(f"# overrides: {' '.join(overrides)}")
+    runs: dict[str, list[tuple[float, dict[str, float]]]] = {"bound": [], "mbpo": []}
     ratios = []
     for rep in range(args.repeats):
-        bound_s = time_run("bound", overrides)
-        mbpo_s = time_run("mbpo", overrides)
+        for algorithm in runs:
+            runs[algorithm].append(time_run(algorithm, overrides))
+        (bound_s, _), (mbpo_s, _) = runs["bound"][-1], runs["mbpo"][-1]
         ratios.append(bound_s / mbpo_s)
         print(
             f"repeat {rep}: bound {bound_s * 1e3:.1f} ms/step, mbpo {mbpo_s * 1e3:.1f} ms/step, "
-            f"ratio {ratios[-1]:.3f}"
+            f"ratio {ratios[-1]:.3f}",
+            flush=True,
         )
-    print(f"median ratio bound/mbpo over {args.repeats} repeats: {statistics.median(ratios):.3f}")
+    print(
+        f"median ratio bound/mbpo over {args.repeats} repeats: {statistics.median(ratios):.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
+    )
+    print("\n| component | bound (ms/step) | mbpo (ms/step) | difference |\n|---|---:|---:|---:|")
+    medians = {
+        a: {k: statistics.median(r[1][k] for r in rs) for k in rs[0][1]} for a, rs in runs.items()
+    }
+    for key in medians["bound"]:
+        b, m = medians["bound"][key] * 1e3, medians["mbpo"][key] * 1e3
+        print(f"| {key} | {b:.2f} | {m:.2f} | {b - m:+.2f} |")
+    total = {a: statistics.median(r[0] for r in rs) * 1e3 for a, rs in runs.items()}
+    print(f"| **total** | {total['bound']:.2f} | {total['mbpo']:.2f} | "
+          f"{total['bound'] - total['mbpo']:+.2f} |")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"overrides": overrides, "ratios": ratios, "runs": runs}, f, indent=1)
 
 
 if __name__ == "__main__":

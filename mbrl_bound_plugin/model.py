@@ -65,20 +65,41 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
     NLL plus ``beta`` times the bound term, instead of mbrl's squared error, which would
     pull the model back to the likelihood fit.
 
+    The NLL and the bound term come from one forward pass of the ensemble (for mbrl's
+    Gaussian ``GaussianMLP``; other models use their own ``loss`` and a second pass).
+
     Args:
         model: the wrapped mbrl model (e.g. a ``GaussianMLP`` ensemble).
         beta: weight of the bound term in the model loss; ``0`` gives mbrl's training
             exactly. Must be ``>= 0``.
+        bound_batch_size: how many rows of each member's batch get the bound term (the
+            first ones; mbrl's batches are shuffled, so a random subset): an unbiased
+            estimate of the term's mean at a fraction of its cost (the critics' forward
+            and backward passes). ``None``: every row. Must be ``>= 1``.
         **kwargs: passed to ``OneDTransitionRewardModel`` (``target_is_delta``,
             ``normalize``, ``normalize_double_precision``, ``learned_rewards``,
             ``obs_process_fn``, ``no_delta_list``, ``num_elites``).
     """
 
-    def __init__(self, model: mbrl.models.Model, beta: float = 0.0, **kwargs: Any):
+    def __init__(
+        self,
+        model: mbrl.models.Model,
+        beta: float = 0.0,
+        bound_batch_size: int | None = None,
+        **kwargs: Any,
+    ):
         if beta < 0:
             raise ValueError(f"beta must be >= 0 (0 is MBPO's model training), got {beta}")
+        if bound_batch_size is not None and (
+            int(bound_batch_size) != bound_batch_size or bound_batch_size < 1
+        ):
+            raise ValueError(
+                f"bound_batch_size must be an integer >= 1 or null (every row), got "
+                f"{bound_batch_size}"
+            )
         super().__init__(model, **kwargs)
         self.beta = float(beta)
+        self.bound_batch_size = None if bound_batch_size is None else int(bound_batch_size)
         # critics in a tuple, so that an nn.Module critic is not registered as a
         # submodule (its parameters must stay out of the model's optimizer)
         self._critics: tuple[DiscriminatorFn, ValueFn, RatioFn, TermFn | None] | None = None
@@ -183,10 +204,41 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             return per_member.mean()
         return per_member.sum()
 
+    def _nll(
+        self,
+        model_in: torch.Tensor,
+        target: torch.Tensor,
+        mean: torch.Tensor,
+        logvar: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The model's own training loss, from the forward pass already made when possible.
+
+        For mbrl's Gaussian ``GaussianMLP`` this is its ``loss`` (the ensemble's summed
+        Gaussian NLL by ``mbrl.util.math.gaussian_nll``, plus its small term on the
+        log-variance bounds) computed from ``mean`` and ``logvar``; other models compute
+        their ``loss`` themselves.
+        """
+        model = self.model
+        if not isinstance(model, mbrl.models.GaussianMLP) or logvar is None:
+            return model.loss(model_in, target)[0]
+        target = target if target.ndim == 3 else target.unsqueeze(0)
+        target = target.expand_as(mean)  # (a B x out target: the same rows for every member)
+        nll = mbrl.util.math.gaussian_nll(mean, logvar, target, reduce=False).mean((1, 2)).sum()
+        return nll + 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())
+
+    def _bound_rows(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """The first ``bound_batch_size`` rows of each member's ``E x B x ...`` tensors."""
+        rows = self.bound_batch_size
+        return [t if t is None or rows is None else t[..., :rows, :] for t in tensors]
+
     def _bound_terms(
         self, mean: torch.Tensor, logvar: torch.Tensor | None, obs: torch.Tensor, act: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-sample ``g(logit)``, ``gamma (1 - done) V`` and their negated sum, ``E x B``."""
+        """Per-sample ``g(logit)``, ``gamma (1 - done) V`` and their negated sum, ``E x b``.
+
+        ``b`` is the batch size, or ``bound_batch_size`` when that is smaller.
+        """
+        mean, logvar, obs, act = self._bound_rows(mean, logvar, obs, act)
         discriminator, value_fn, ratio_fn, termination_fn = self._critics
         next_obs = self._next_obs(mean, logvar, obs)  # ŝ' ~ q, reparameterized
         obs_b = obs.expand_as(next_obs)
@@ -234,16 +286,17 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         model_in, target = self._process_batch(batch)
         self.train()
         optimizer.zero_grad()
-        nll, meta = self.model.loss(model_in, target)  # mbrl's usual Gaussian NLL
+        mean, logvar = self._members_forward(model_in)  # one pass for both terms
+        nll = self._nll(model_in, target, mean, logvar)  # mbrl's usual Gaussian NLL
         obs = model_util.to_tensor(batch.obs).to(self.device).float()
         act = model_util.to_tensor(batch.act).to(self.device).float()
         with _frozen(self._frozen):
-            ratio, value, term = self._bound_terms(*self._members_forward(model_in), obs, act)
+            ratio, value, term = self._bound_terms(mean, logvar, obs, act)
             bound_term = self._reduce_members(term)
             # model step: NLL + beta * -(g(logit C) + gamma (1 - done) V)
             loss = nll + self.beta * bound_term
             loss.backward()
-        meta = dict(meta or {})
+        meta = {}
         with torch.no_grad():
             grad_norm = 0.0
             for p in self.parameters():
@@ -283,7 +336,10 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             if self._critics is not None:
                 obs = model_util.to_tensor(batch.obs).to(self.device).float()
                 act = model_util.to_tensor(batch.act).to(self.device).float()
-                score = score + self.beta * self._bound_terms(mean, logvar, obs, act)[2]
+                term = self._bound_terms(mean, logvar, obs, act)[2]
+                if term.shape[-1] != score.shape[-1]:  # a subsample: its mean, for every row
+                    term = term.mean(-1, keepdim=True)
+                score = score + self.beta * term
         return score.unsqueeze(-1), {}  # (mbrl's trainer expects E x B x out)
 
     def _record(self, **stats: float) -> None:

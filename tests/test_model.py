@@ -588,3 +588,86 @@ def test_eval_score_with_beta_zero_is_mbrls():
     got, _ = ours.eval_score(data)
     assert got.shape == expected.shape == (ENSEMBLE, 48, OUT)
     assert torch.equal(got, expected)
+
+
+# --- one ensemble forward per update, and the bound term on a subsample ---
+
+
+@pytest.mark.parametrize("two_dim", [False, True], ids=["E x B batch", "B batch"])
+def test_the_nll_from_the_shared_forward_is_mbrls_loss(two_dim):
+    data = _data()
+    batch = _first_batch(data)
+    if two_dim:
+        batch = TransitionBatch(*(x[0] for x in batch.astuple()))
+    model = _bound_model(0.5, data)
+    model_in, target = model._process_batch(batch)
+    mean, logvar = model._members_forward(model_in)
+    expected, _ = model.model.loss(model_in, target)
+    assert torch.equal(model._nll(model_in, target, mean, logvar), expected)
+
+
+def test_a_bound_update_runs_the_ensemble_forward_once(monkeypatch):
+    data = _data()
+    model = _bound_model(0.5, data)
+    model.set_bound_critics(_zero_discriminator, _linear_value, GAMMA)
+    calls = []
+    forward = model.model.forward
+    monkeypatch.setattr(model.model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    model.update(_first_batch(data), torch.optim.SGD(model.parameters(), lr=0.1))
+    assert len(calls) == 1
+
+
+def _bound_grads(model: BoundTransitionRewardModel, batch: TransitionBatch) -> dict:
+    model.update(batch, torch.optim.SGD(model.parameters(), lr=0.0))
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def test_bound_batch_size_puts_the_bound_term_on_the_first_rows_only(monkeypatch):
+    data = _data()
+    batch = _first_batch(data)  # 64 rows per member
+    eps = torch.randn(ENSEMBLE, 64, OBS_DIM, generator=torch.Generator().manual_seed(1))
+    seen = []
+
+    def randn_like(x):
+        seen.append(x.shape)
+        return eps[:, : x.shape[1]].clone()
+
+    monkeypatch.setattr(torch, "randn_like", randn_like)
+    sub = _bound_model(2.0, data, bound_batch_size=16)
+    sub.set_bound_critics(_peaked_discriminator, _linear_value, GAMMA)
+    sub_grads = _bound_grads(sub, batch)
+    sub_stats = sub.pop_bound_stats()
+    assert seen == [torch.Size([ENSEMBLE, 16, OBS_DIM])]  # ŝ' drawn for 16 rows only
+    # the same as the whole model on a batch whose bound rows are those 16 ...
+    first = TransitionBatch(*(x[:, :16] for x in batch.astuple()))
+    full = _bound_model(2.0, data)
+    full.set_bound_critics(_peaked_discriminator, _linear_value, GAMMA)
+    full.update(first, torch.optim.SGD(full.parameters(), lr=0.0))
+    assert full.pop_bound_stats()["bound_term"] == pytest.approx(sub_stats["bound_term"])
+    # ... while the NLL still sees all 64 rows: gradients differ from the 16-row model's
+    nll_only = _bound_model(0.0, data)
+    nll_only.update(batch, torch.optim.SGD(nll_only.parameters(), lr=0.0))
+    assert sub_stats["model_nll"] == pytest.approx(nll_only.pop_bound_stats()["model_nll"])
+    full_grads = {k: p.grad for k, p in full.named_parameters() if p.grad is not None}
+    assert sub_grads.keys() == full_grads.keys()
+    assert any(not torch.allclose(sub_grads[k], full_grads[k]) for k in sub_grads)
+
+
+def test_bound_batch_size_in_validation_adds_the_subsample_mean_to_every_row():
+    data = _data()
+    rows = TransitionBatch(*(x[:64] for x in data.astuple()))
+    sub = _bound_model(2.0, data, bound_batch_size=8)
+    sub.set_bound_critics(_zero_discriminator, _linear_value, GAMMA)
+    score, _ = sub.eval_score(rows)
+    assert score.shape == (ENSEMBLE, 64, 1)
+    nll_score, _ = _bound_model(2.0, data).eval_score(rows)  # no critics yet: the NLL
+    added = (score - nll_score).squeeze(-1)
+    # one number per member: beta times the mean bound term of that member's 8 rows
+    assert torch.allclose(added, added[:, :1].expand_as(added))
+    assert not torch.allclose(added[0], added[1])
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5])
+def test_a_bad_bound_batch_size_is_refused(bad):
+    with pytest.raises(ValueError, match="bound_batch_size"):
+        BoundTransitionRewardModel(_ensemble(0), beta=1.0, bound_batch_size=bad, **WRAPPER_KWARGS)
