@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import mbrl.third_party.pytorch_sac_pranz24 as pytorch_sac_pranz24
@@ -31,12 +32,17 @@ class _AugmentedSampler:
         self.model_data = model_data
 
     def sample(self, batch_size: int) -> mbrl.types.TransitionBatch:
-        batch = self.buffer.sample(batch_size)
+        batch, logit = None, None
+        ahead = self.agent._ahead
+        if self.model_data and ahead and ahead[0] is self.buffer and ahead[1]:
+            batch, logit = ahead[1].pop(0)
+        if batch is None or len(batch) != batch_size:
+            batch, logit = self.buffer.sample(batch_size), None
         if not self.agent.changes_reward:  # rt = r: SAC gets the batch as sampled
             self.agent.count_reward(batch.rewards)
             return batch
         rewards = self.agent.augmented_reward(
-            batch.obs, batch.act, batch.next_obs, batch.rewards, self.model_data
+            batch.obs, batch.act, batch.next_obs, batch.rewards, self.model_data, logit=logit
         )
         return dataclasses.replace(batch, rewards=rewards.cpu().numpy())
 
@@ -98,6 +104,8 @@ class BoundSACAgent(SACAgent):
         self._reward_count = 0
         # running first and second moments of the model rewards (None: none seen yet)
         self._reward_moments: tuple[float, float] | None = None
+        # model batches drawn and scored ahead: (buffer, [(batch, logit), ...]) or None
+        self._ahead: tuple[mbrl.util.ReplayBuffer, list] | None = None
 
     @property
     def uses_ratio(self) -> bool:
@@ -152,6 +160,48 @@ class BoundSACAgent(SACAgent):
         """Uses ``discriminator(obs, act, next_obs) -> logits`` for the next SAC batches."""
         self.discriminator = discriminator
 
+    @contextlib.contextmanager
+    def batches_ahead(
+        self, buffer: mbrl.util.ReplayBuffer | None, batch_size: int, count: int
+    ) -> Iterator[None]:
+        """Inside, the next ``count`` model batches of ``buffer`` are scored by ``C`` in one call.
+
+        The batches are drawn at once (the same distribution as ``count`` draws: rows
+        uniformly with replacement), and the discriminator scores all of them in one
+        forward pass instead of one per SAC update. :meth:`update` serves them in order;
+        what is not used by the end of the block is dropped. Outside a block, and when
+        SAC's reward has no ratio term or no discriminator is set yet, nothing is drawn
+        ahead.
+
+        Args:
+            buffer: the buffer of model transitions SAC trains on.
+            batch_size: rows per SAC batch.
+            count: SAC updates to come (e.g. ``num_sac_updates_per_step``).
+        """
+        ready = self.uses_ratio and self.discriminator is not None and buffer is not None
+        if ready and count > 1 and len(buffer) >= batch_size:
+            rows = buffer.sample(batch_size * count)
+            logits = self._logits(rows.obs, rows.act, rows.next_obs)
+            self._ahead = (buffer, [
+                (rows[i * batch_size : (i + 1) * batch_size],
+                 logits[i * batch_size : (i + 1) * batch_size])
+                for i in range(count)
+            ])  # fmt: skip
+        try:
+            yield
+        finally:
+            self._ahead = None
+
+    def _logits(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> torch.Tensor:
+        """``logit C(s, a, s')`` of the current discriminator, without gradient, shape ``B``."""
+        device = self.sac_agent.device
+        with torch.no_grad():
+            return self.discriminator(
+                torch.as_tensor(obs, dtype=torch.float32, device=device),
+                torch.as_tensor(act, dtype=torch.float32, device=device),
+                torch.as_tensor(next_obs, dtype=torch.float32, device=device),
+            ).reshape(len(obs))
+
     def check_real_rewards(self, rewards: float | np.ndarray) -> None:
         """Refuses real rewards at or below the floor in ``bound`` mode."""
         if self.mode == "bound":
@@ -164,6 +214,7 @@ class BoundSACAgent(SACAgent):
         next_obs: np.ndarray,
         reward: np.ndarray,
         model_data: bool = True,
+        logit: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The reward SAC trains on: ``f(r) + ratio_term(logit C)`` for model transitions.
 
@@ -174,6 +225,8 @@ class BoundSACAgent(SACAgent):
             reward: rewards (predicted by the model for model transitions), ``B``.
             model_data: ``False`` for real transitions: ``f(r)`` only, no ratio term, and
                 the ratio scale's running moments are left alone.
+            logit: the current discriminator's logits at these transitions, if already
+                computed (:meth:`batches_ahead`); ``None``: computed here.
 
         Returns:
             The augmented rewards, shape ``B``.
@@ -184,13 +237,8 @@ class BoundSACAgent(SACAgent):
             self._track_reward_moments(reward_t)
         if not model_data or self.discriminator is None:  # real data, or no C yet: ratio 0
             logit = torch.zeros_like(reward_t)
-        else:
-            with torch.no_grad():
-                logit = self.discriminator(
-                    torch.as_tensor(obs, dtype=torch.float32, device=device),
-                    torch.as_tensor(act, dtype=torch.float32, device=device),
-                    torch.as_tensor(next_obs, dtype=torch.float32, device=device),
-                ).reshape(reward_t.shape)
+        elif logit is None:
+            logit = self._logits(obs, act, next_obs)
         if self.mode == "bound":
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.

@@ -187,24 +187,30 @@ def train(
 
                 # --------------- Agent Training -----------------
                 # (3) policy step: SAC on model transitions, rt = f(r̂) + g(logit C)
-                for _ in range(cfg.overrides.num_sac_updates_per_step):
-                    use_real_data = run.rng.random() < cfg.algorithm.real_data_ratio
-                    which_buffer = replay_buffer if use_real_data else run.sac_buffer
-                    if (run.env_steps + 1) % cfg.overrides.sac_updates_every_steps != 0 or len(
-                        which_buffer
-                    ) < cfg.overrides.sac_batch_size:
-                        break  # only update every once in a while
+                updates_due = (run.env_steps + 1) % cfg.overrides.sac_updates_every_steps == 0
+                with agent.batches_ahead(  # C scores this step's model batches in one call
+                    run.sac_buffer,
+                    cfg.overrides.sac_batch_size,
+                    cfg.overrides.num_sac_updates_per_step if updates_due else 0,
+                ):
+                    for _ in range(cfg.overrides.num_sac_updates_per_step):
+                        use_real_data = run.rng.random() < cfg.algorithm.real_data_ratio
+                        which_buffer = replay_buffer if use_real_data else run.sac_buffer
+                        if (run.env_steps + 1) % cfg.overrides.sac_updates_every_steps != 0 or len(
+                            which_buffer
+                        ) < cfg.overrides.sac_batch_size:
+                            break  # only update every once in a while
 
-                    agent.update(
-                        which_buffer,
-                        cfg.overrides.sac_batch_size,
-                        run.updates_made,
-                        run.logger,
-                        model_data=not use_real_data,  # real transitions: no ratio term
-                    )
-                    run.updates_made += 1
-                    if not silent and run.updates_made % cfg.log_frequency_agent == 0:
-                        run.logger.dump(run.updates_made, save=True)
+                        agent.update(
+                            which_buffer,
+                            cfg.overrides.sac_batch_size,
+                            run.updates_made,
+                            run.logger,
+                            model_data=not use_real_data,  # real transitions: no ratio term
+                        )
+                        run.updates_made += 1
+                        if not silent and run.updates_made % cfg.log_frequency_agent == 0:
+                            run.logger.dump(run.updates_made, save=True)
 
                 # ------ Epoch ended (evaluate and save model) ------
                 if (run.env_steps + 1) % cfg.overrides.epoch_length == 0:

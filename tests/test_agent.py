@@ -287,3 +287,82 @@ def test_state_dict_round_trip_keeps_moments_warmup_and_pending_reward():
     assert fresh.ratio_weight() == pytest.approx(agent.ratio_weight())
     assert fresh.ratio_weight() == pytest.approx(0.5 * 1.0 * 2 / 3)
     assert fresh.pop_bound_reward() == pytest.approx(agent.pop_bound_reward())
+
+
+# --- model batches scored ahead, in one discriminator call per environment step ---
+
+
+def _counting(fn):
+    calls = []
+
+    def counted(obs, act, next_obs):
+        calls.append(len(obs))
+        return fn(obs, act, next_obs)
+
+    return counted, calls
+
+
+def _served_batches(agent: BoundSACAgent) -> list:
+    """Replaces SAC's update with one that records the batch it was given."""
+    seen = []
+    agent.sac_agent.update_parameters = lambda memory, batch_size, *a, **k: (
+        seen.append(memory.sample(batch_size)) or np.zeros(5)
+    )
+    return seen
+
+
+def test_batches_ahead_scores_the_steps_batches_in_one_discriminator_call():
+    agent = _agent(lam=1.0, clip=100.0)
+    discriminator, calls = _counting(lambda o, a, n: (n - o).sum(-1) * 10.0)
+    agent.set_discriminator(discriminator)
+    seen = _served_batches(agent)
+    buffer = _buffer(reward=np.linspace(0.0, 1.0, 64))
+    with agent.batches_ahead(buffer, 16, 3):
+        for i in range(3):
+            agent.update(buffer, 16, i)
+    assert calls == [48]  # one call for the three batches
+    assert len(seen) == 3 and all(len(b) == 16 for b in seen)
+    # each batch carries the reward of its own rows, as one-by-one relabelling gives
+    for batch in seen:
+        one_by_one = _agent(lam=1.0, clip=100.0)
+        one_by_one.set_discriminator(lambda o, a, n: (n - o).sum(-1) * 10.0)
+        stored = buffer.get_all()
+        rows = [int(np.flatnonzero((stored.obs == o).all(1))[0]) for o in batch.obs]
+        expected = one_by_one.augmented_reward(
+            batch.obs, batch.act, batch.next_obs, stored.rewards[rows]
+        )
+        np.testing.assert_allclose(batch.rewards, expected.numpy(), rtol=1e-6)
+    # a fourth update, outside the block, scores its own batch
+    agent.update(buffer, 16, 3)
+    assert calls == [48, 16]
+
+
+def test_batches_ahead_unused_batches_are_dropped_and_real_batches_not_served_from_them():
+    agent = _agent(lam=1.0)
+    discriminator, calls = _counting(_constant_logit(0.5))
+    agent.set_discriminator(discriminator)
+    seen = _served_batches(agent)
+    model_buffer, real_buffer = _buffer(seed=0), _buffer(seed=1)
+    with agent.batches_ahead(model_buffer, 8, 4):
+        agent.update(real_buffer, 8, 0, model_data=False)
+        agent.update(model_buffer, 8, 1)
+    assert calls == [32]
+    real_obs = real_buffer.get_all().obs
+    assert all(any((real_obs == o).all(1)) for o in seen[0].obs)  # from the real buffer
+    assert agent._ahead is None
+    agent.update(model_buffer, 8, 2)
+    assert calls == [32, 8]
+
+
+def test_batches_ahead_draws_nothing_without_a_ratio_term_or_a_discriminator():
+    buffer = _buffer()
+    drawn = []
+    original = buffer.sample
+    buffer.sample = lambda n: drawn.append(n) or original(n)
+    no_ratio = _agent(lam=0.0)
+    no_ratio.set_discriminator(_constant_logit(1.0))
+    with no_ratio.batches_ahead(buffer, 16, 3):
+        pass
+    with _agent(lam=1.0).batches_ahead(buffer, 16, 3):  # no discriminator yet
+        pass
+    assert drawn == []
