@@ -13,8 +13,10 @@ magic line, the length and the digest before unpickling, so a truncated or alter
 is refused instead of half-loaded. The payload is ``{"meta": ..., "run": run.state_dict()}``:
 what a run holds is :class:`~mbrl_bound_plugin.run.BoundRun`'s business. This module knows
 files, which checkpoint a run may continue from (:func:`find_resume_checkpoint`,
-:func:`check_resumable`), when a signal asks for one (:class:`SigtermWatch`), and puts
-them together in :class:`Checkpointer`, the one object the training loop talks to.
+:func:`check_resumable`), when a signal asks for one (:class:`SignalWatch`: SIGTERM, and
+the signal that submitit and SLURM's ``--signal`` send ahead of a time limit or a
+preemption, USR2 by default), and puts them together in :class:`Checkpointer`, the one
+object the training loop talks to.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import omegaconf
 import torch
+import tqdm
 
 from mbrl_bound_plugin.errors import (
     PROG,
@@ -203,13 +207,15 @@ def find_resume_checkpoint(resume: Any, directory: pathlib.Path) -> pathlib.Path
     found = latest_checkpoint(directory)
     if resume is True and found is None:
         raise UsageError(
-            f"resume=true but {directory} holds no checkpoint; pass the run's directory "
-            "as hydra.run.dir=..., or drop resume=true to start afresh"
+            f"resume=true but {directory} holds no checkpoint; give the run's own directory "
+            "(hydra.run.dir=... on the command line, train's work_dir from Python), or drop "
+            "resume=true to start afresh"
         )
     if resume is False and found is not None:
         raise UsageError(
             f"{found} is a checkpoint of an earlier run in this directory; pass resume=true "
-            "to continue it, or another hydra.run.dir to start afresh"
+            "to continue it, or another run directory (hydra.run.dir=... on the command line, "
+            "train's work_dir from Python) to start afresh"
         )
     return found
 
@@ -276,37 +282,91 @@ def check_resumable(saved: Mapping[str, Any], path: pathlib.Path, identity: dict
             )
 
 
-class SigtermWatch:
-    """Turns SIGTERM into a checkpoint at the end of the current environment step.
+#: submitit's variable naming its time-limit/preemption signal (``USR2`` when unset).
+PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"
 
-    Installed in the main thread only. With Python's default handler in place (a plain
-    run), the loop then stops with :class:`RunInterrupted`. Where a framework already
-    handles SIGTERM (submitit logs and ignores it, and requeues on its own signal), its
-    handler runs after the checkpoint and the run goes on: the framework decides when
-    the process ends. An ignored SIGTERM (``SIG_IGN``) stays ignored.
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def time_limit_signal() -> signal.Signals:
+    """The signal sent ahead of a time limit or a preemption: submitit's, USR2 by default.
+
+    submitit asks SLURM for it (``--signal=USR2@signal_delay_s``), its local executor
+    sends it ``signal_delay_s`` before ``timeout_min``, and its handler requeues the job.
+    ``SUBMITIT_PREEMPT_SIGNAL`` (e.g. ``USR1``) changes it there, and so here.
+    """
+    name = os.environ.get(PREEMPT_SIGNAL_ENV, "USR2")
+    found = getattr(signal, f"SIG{name}", None)
+    return found if isinstance(found, signal.Signals) else signal.SIGUSR2
+
+
+def watched_signals() -> tuple[signal.Signals, ...]:
+    """The signals a run checkpoints on: SIGTERM and :func:`time_limit_signal`."""
+    return tuple(dict.fromkeys((signal.SIGTERM, time_limit_signal())))
+
+
+class SignalWatch:
+    """Turns a stop signal into a checkpoint at the end of the current environment step.
+
+    Watches :func:`watched_signals` (SIGTERM, and USR2, the signal submitit and SLURM's
+    ``--signal`` send ahead of a time limit or a preemption). The handler installed here
+    only records the signal; :meth:`Checkpointer.after_step` writes the checkpoint at the
+    end of the step, then acts as the handler that was there before would have:
+
+    - Python's default (``SIG_DFL``, a plain run): the run stops with
+      :class:`RunInterrupted` (:meth:`stopping_signal`);
+    - a framework's handler (a callable): it is called with the signal (:meth:`pass_on`)
+      and decides what happens. submitit's logs and ignores SIGTERM, and on USR2 requeues
+      the job and exits, so the requeued job continues from this checkpoint;
+    - ``SIG_IGN``, or a handler not set from Python: not watched, left as it is.
+
+    Installed in the main thread only (Python handles signals there); elsewhere it
+    watches nothing.
+
+    Args:
+        signals: the signals to watch; ``None``: :func:`watched_signals`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signals: Sequence[int] | None = None) -> None:
         self.received: list[int] = []
-        self._installed = threading.current_thread() is threading.main_thread()
-        self._previous = signal.getsignal(signal.SIGTERM) if self._installed else None
-        # (None: a handler not set from Python, which could not be put back)
-        self._installed = self._installed and self._previous not in (signal.SIG_IGN, None)
-        self.stops_run = self._previous is signal.SIG_DFL
-        if self._installed:
-            signal.signal(signal.SIGTERM, lambda signum, _frame: self.received.append(signum))
+        self._previous: dict[int, _Handler] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in watched_signals() if signals is None else signals:
+            previous = signal.getsignal(signum)
+            if previous in (signal.SIG_IGN, None):  # (None: could not be put back)
+                continue
+            self._previous[signum] = previous
+            signal.signal(signum, self._record)
+
+    @property
+    def watched(self) -> tuple[int, ...]:
+        """The signals whose handler this watch replaced."""
+        return tuple(self._previous)
+
+    def _record(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+
+    def stopping_signal(self) -> int | None:
+        """The first recorded signal whose previous handler was ``SIG_DFL`` (it ends the run)."""
+        return next((s for s in self.received if self._previous.get(s) is signal.SIG_DFL), None)
 
     def pass_on(self) -> None:
-        """Hands the recorded signals to the framework's handler, then forgets them."""
+        """Hands the recorded signals, in order, to the previous handlers; forgets them.
+
+        A handler may not return: submitit's USR2 handler exits the process (or raises
+        ``UncompletedJobError`` once the job has timed out ``max_num_timeout`` times).
+        """
         signals, self.received[:] = list(self.received), []
         for signum in signals:
-            if callable(self._previous):
-                self._previous(signum, None)
+            handler = self._previous.get(signum)
+            if callable(handler):
+                handler(signum, None)
 
     def restore(self) -> None:
-        """Puts the previous SIGTERM handler back."""
-        if self._installed:
-            signal.signal(signal.SIGTERM, self._previous)
+        """Puts the previous handlers back."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _positive_int(section: Any, key: str) -> int:
@@ -321,8 +381,8 @@ class Checkpointer:
 
     Made before the run's components, so that every setting is checked once and a
     checkpoint that cannot be continued is refused before anything is written. Use it as
-    a context manager around the training loop: inside, SIGTERM is watched
-    (:class:`SigtermWatch`) and :meth:`after_step` acts on it.
+    a context manager around the training loop: inside, SIGTERM and the time-limit signal
+    are watched (:class:`SignalWatch`) and :meth:`after_step` acts on them.
 
     Args:
         work_dir: the run directory; checkpoints go to ``work_dir/checkpoints``.
@@ -347,7 +407,7 @@ class Checkpointer:
         if self.resume_path is not None:
             self._saved = load_checkpoint(self.resume_path)
             check_resumable(self._saved, self.resume_path, self.identity)
-        self._sigterm: SigtermWatch | None = None
+        self._signals: SignalWatch | None = None
 
     def restore(self, run: BoundRun) -> bool:
         """Loads the checkpoint to continue from into ``run``, once.
@@ -387,24 +447,36 @@ class Checkpointer:
         return save_checkpoint(self.directory, run.env_steps, state, keep=self.keep)
 
     def after_step(self, run: BoundRun) -> None:
-        """At the end of an environment step: a checkpoint on SIGTERM, and every ``every_epochs``.
+        """At the end of an environment step: a checkpoint on a signal, and every ``every_epochs``.
+
+        After a signal's checkpoint, the run stops (a plain run) or the signal goes on to
+        the framework's handler (:class:`SignalWatch`), which may end the process.
 
         Raises:
-            RunInterrupted: after the SIGTERM checkpoint, when no framework handles SIGTERM.
+            RunInterrupted: after the checkpoint, for a signal that no framework handles.
         """
-        if self._sigterm is not None and self._sigterm.received:
+        watch = self._signals
+        if watch is not None and watch.received:
             path = self.save(run)
-            if self._sigterm.stops_run:
-                raise RunInterrupted(self._sigterm.received[0], run.env_steps, path)
-            self._sigterm.pass_on()
+            stopping = watch.stopping_signal()
+            if stopping is not None:
+                raise RunInterrupted(stopping, run.env_steps, path)
+            if not run.silent:
+                names = "+".join(signal.Signals(s).name for s in dict.fromkeys(watch.received))
+                tqdm.tqdm.write(  # (on a line of its own below the progress bar)
+                    f"{PROG}: {names} at environment step {run.env_steps}; checkpoint {path} "
+                    "written, handing the signal to the launcher's handler",
+                    file=sys.stderr,
+                )
+            watch.pass_on()
         elif run.env_steps % self.every_steps == 0:
             self.save(run)
 
     def __enter__(self) -> Checkpointer:
-        self._sigterm = SigtermWatch()
+        self._signals = SignalWatch()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._sigterm is not None:
-            self._sigterm.restore()
-            self._sigterm = None
+        if self._signals is not None:
+            self._signals.restore()
+            self._signals = None

@@ -2,9 +2,13 @@
 
 Each (task, config family) is one Hydra multirun of ``mbrl-bound``: bound and MBPO
 share the MBPO overrides file, PETS uses the PETS one. Runs go through Hydra's joblib
-launcher locally (``--workers``) or through submitit on SLURM (``--launcher slurm``).
-Budgets and shared settings come from ``conf/compare/{benchmark,quick}.yaml``. At the
-end, :func:`mbrl_bound_plugin.report.make_report` summarizes every run under ``--out``.
+launcher locally (``--workers``), through submitit on SLURM (``--launcher slurm``) or
+through submitit's local executor (``--launcher submitit-local``: SLURM's time limits
+and requeues on this machine). ``--resumable-mbpo`` runs the MBPO arm as
+``algorithm=mbpo_resumable`` (MBPO in this package's loop, which checkpoints and resumes
+like bound) instead of mbrl's own ``mbpo``, which starts over when interrupted. Budgets
+and shared settings come from ``conf/compare/{benchmark,quick}.yaml``. At the end,
+:func:`mbrl_bound_plugin.report.make_report` summarizes every run under ``--out``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from mbrl_bound_plugin.report import make_report
 
 PROG = "mbrl-bound-compare"
 FAMILY = {"bound": "mbpo", "mbpo": "mbpo", "pets": "pets"}
-LAUNCHERS = {"joblib": "mbrl_bound_joblib", "slurm": "mbrl_bound_slurm"}
+RESUMABLE_MBPO = "mbpo_resumable"  # the MBPO arm with --resumable-mbpo
+LAUNCHERS = {
+    "joblib": "mbrl_bound_joblib",
+    "slurm": "mbrl_bound_slurm",
+    "submitit-local": "mbrl_bound_submitit_local",
+}
+LOCAL_LAUNCHERS = ("joblib", "submitit-local")  # several runs at once on this machine
 
 
 def load_settings(name: str) -> DictConfig:
@@ -47,6 +57,7 @@ def sweep_commands(
     launcher: str = "joblib",
     workers: int = 2,
     extra: Sequence[str] = (),
+    resumable_mbpo: bool = False,
 ) -> list[tuple[str, list[str]]]:
     """The ``mbrl-bound -m`` command lines of a comparison, one per (task, family).
 
@@ -56,9 +67,12 @@ def sweep_commands(
         algorithms: among ``bound``, ``mbpo``, ``pets``.
         seeds: number of seeds (``0 .. seeds-1``).
         out: root directory of the runs.
-        launcher: ``joblib`` (local) or ``slurm`` (submitit).
-        workers: parallel local runs (joblib's ``n_jobs``).
+        launcher: ``joblib`` (local), ``slurm`` (submitit) or ``submitit-local``
+            (submitit's local executor: every run of a sweep at once).
+        workers: parallel local runs (joblib's ``n_jobs``; unused by submitit).
         extra: more Hydra overrides for every run (e.g. ``device=cpu``).
+        resumable_mbpo: run ``mbpo`` as ``algorithm=mbpo_resumable`` (same overrides
+            file and settings), which checkpoints and resumes.
 
     Returns:
         ``(label, argv)`` pairs; ``argv`` excludes the program.
@@ -80,6 +94,8 @@ def sweep_commands(
     for task in tasks:
         for family in dict.fromkeys(FAMILY[a] for a in algorithms):
             members = [a for a in algorithms if FAMILY[a] == family]
+            if resumable_mbpo:
+                members = [RESUMABLE_MBPO if a == "mbpo" else a for a in members]
             argv = [
                 "-m",
                 f"algorithm={','.join(members)}",
@@ -89,7 +105,7 @@ def sweep_commands(
                 f"hydra/launcher={LAUNCHERS[launcher]}",
                 f"hydra.sweep.dir={out / task / family}",
                 "hydra.sweep.subdir=${algorithm.name}_seed${seed}",
-                "resume=auto",  # a rerun (or a requeued SLURM job) continues bound runs
+                "resume=auto",  # a rerun (or a requeued job) continues bound/mbpo_resumable
                 *settings.shared,
                 *settings.per_task.get(task, []),
                 *settings.per_family.get(family, []),
@@ -102,9 +118,15 @@ def sweep_commands(
 
 
 def run_sweeps(
-    commands: Sequence[tuple[str, list[str]]], out: pathlib.Path, workers: int
+    commands: Sequence[tuple[str, list[str]]], out: pathlib.Path, one_thread: bool
 ) -> list[str]:
     """Runs the sweeps one after another; each one's output goes to ``out/logs/``.
+
+    Args:
+        commands: from :func:`sweep_commands`.
+        out: root directory of the runs.
+        one_thread: one torch thread per run (``OMP_NUM_THREADS=1`` unless set), for
+            several runs at once on this machine.
 
     Returns:
         The labels of the sweeps that failed.
@@ -112,7 +134,7 @@ def run_sweeps(
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    if workers > 1:  # several torch processes on few cores: one thread each
+    if one_thread:  # several torch processes on few cores: one thread each
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("MKL_NUM_THREADS", "1")
     failed = []
@@ -147,7 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", default=list(FAMILY))
     parser.add_argument("--seeds", type=int, help="number of seeds (default: from settings)")
     parser.add_argument("--workers", type=int, default=2, help="parallel local runs (joblib)")
-    parser.add_argument("--launcher", default="joblib", choices=list(LAUNCHERS))
+    parser.add_argument(
+        "--launcher",
+        default="joblib",
+        choices=list(LAUNCHERS),
+        help="joblib: local, --workers at a time; slurm: one submitit job per run; "
+        "submitit-local: submitit's local executor, a sweep's runs all at once, with "
+        "SLURM's time limit and requeue (hydra/launcher=mbrl_bound_submitit_local)",
+    )
+    parser.add_argument(
+        "--resumable-mbpo",
+        action="store_true",
+        help="run the MBPO arm as algorithm=mbpo_resumable (checkpoints and resumes) "
+        "instead of mbrl's mbpo (starts over when interrupted)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("exp/compare"))
     parser.add_argument("--quick", action="store_true", help="tiny budgets (under 3 minutes)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -159,14 +194,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = args.seeds or int(settings.seeds)
         out = args.out.absolute()
         commands = sweep_commands(
-            settings, tasks, args.algorithms, seeds, out, args.launcher, args.workers, extra
+            settings,
+            tasks,
+            args.algorithms,
+            seeds,
+            out,
+            args.launcher,
+            args.workers,
+            extra,
+            resumable_mbpo=args.resumable_mbpo,
         )
         if args.dry_run:
             for label, cmd in commands:
                 print(f"# {label}\nmbrl-bound {' '.join(cmd)}")
             return 0
         out.mkdir(parents=True, exist_ok=True)
-        failed = run_sweeps(commands, out, args.workers)
+        parallel = args.launcher == "submitit-local" or args.workers > 1
+        failed = run_sweeps(commands, out, args.launcher in LOCAL_LAUNCHERS and parallel)
         for path in make_report(out):
             print(f"{PROG}: wrote {path}")
     except (CompareError, ReportError) as e:

@@ -13,7 +13,9 @@ next to Hydra's ``.hydra/config.yaml``: single runs, multirun sweeps ``0/``, ``1
 
 The final return of a run is the ``episode_reward`` of the last row of its
 ``results.csv``: the last evaluation for MBPO and the bound, the last training episode
-for PETS (mbrl's PETS logs one row per episode).
+for PETS (mbrl's PETS logs one row per episode). Runs of ``algorithm=mbpo_resumable``
+(MBPO in this package's loop, which checkpoints and resumes) are MBPO: they are listed,
+summarized and drawn as ``mbpo``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ OTHER_COLORS = (
     "tab:cyan",
 )
 ALGORITHM_ORDER = ("bound", "mbpo", "pets")
+# Config names reported under another algorithm's name: the same algorithm.
+ALGORITHM_ALIASES = {"mbpo_resumable": "mbpo"}
 
 
 class RunFolderWarning(UserWarning):
@@ -74,7 +78,8 @@ class Run:
 
     Attributes:
         path: the folder holding ``results.csv``.
-        algorithm: ``algorithm.name`` of its config (``bound``, ``mbpo``, ``pets``, ...).
+        algorithm: ``algorithm.name`` of its config (``bound``, ``mbpo``, ``pets``, ...),
+            ``mbpo`` for ``mbpo_resumable`` (:data:`ALGORITHM_ALIASES`).
         task: the task name, e.g. ``InvertedPendulum-v5`` (see :func:`default_task_of`).
         seed: ``seed`` of its config.
         results: its ``results.csv``, rows with a missing ``env_step`` or
@@ -148,7 +153,8 @@ def _read_run(path: Path, task_of: Callable[[omegaconf.DictConfig], str]) -> tup
     results = results.dropna(subset=[STEP_COL, RETURN_COL]).reset_index(drop=True)
     if results.empty:
         return None, "results.csv has no rows"
-    return Run(path, str(algorithm), str(task), seed, results), ""
+    algorithm = ALGORITHM_ALIASES.get(str(algorithm), str(algorithm))
+    return Run(path, algorithm, str(task), seed, results), ""
 
 
 def _algorithm_key(name: str) -> tuple[int, str]:

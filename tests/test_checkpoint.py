@@ -5,24 +5,30 @@ from __future__ import annotations
 import pathlib
 import random
 import signal
+import threading
 
+import gymnasium as gym
 import mbrl.util
 import numpy as np
+import omegaconf
 import pytest
 import torch
 
 from mbrl_bound_plugin import run_state
 from mbrl_bound_plugin.checkpoint import (
     FORMAT_VERSION,
-    SigtermWatch,
+    Checkpointer,
+    SignalWatch,
     changed_settings,
     find_resume_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
+    time_limit_signal,
+    watched_signals,
 )
-from mbrl_bound_plugin.errors import CheckpointWriteError, UsageError
+from mbrl_bound_plugin.errors import CheckpointWriteError, RunInterrupted, UsageError
 
 
 def _state(value: float) -> dict:
@@ -229,31 +235,139 @@ def test_rng_round_trip_replays_every_stream():
     assert draw() == first
 
 
-def test_sigterm_watch_records_and_chains_to_a_framework_handler():
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    watch = SigtermWatch()
-    try:
-        signal.raise_signal(signal.SIGTERM)  # recorded, not fatal
-        assert watch.received == [signal.SIGTERM] and watch.stops_run
-    finally:
-        watch.restore()
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+# ------------------------------------------------------------- signals
+
+
+@pytest.fixture
+def signal_handlers():
+    """Puts the SIGTERM, SIGUSR1 and SIGUSR2 handlers back as they were after the test."""
+    signums = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    saved = {s: signal.getsignal(s) for s in signums}
+    for s in signums:
+        signal.signal(s, signal.SIG_DFL)
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+class _FakeRun:
+    """What :meth:`Checkpointer.save` and :meth:`Checkpointer.after_step` read of a run."""
+
+    silent = False
+
+    def __init__(self, env_steps: int):
+        self.env_steps = env_steps
+
+    def state_dict(self) -> dict:
+        return {"counters": {"env_steps": self.env_steps}}
+
+
+def _checkpointer(work_dir: pathlib.Path, epoch_length: int = 100) -> Checkpointer:
+    cfg = omegaconf.OmegaConf.create(
+        {
+            "algorithm": {"name": "bound"},
+            "overrides": {"epoch_length": epoch_length},
+            "checkpoint": {"keep": 5, "every_epochs": 1},
+            "resume": False,
+        }
+    )
+    return Checkpointer(work_dir, cfg, gym.make("Pendulum-v1"))
+
+
+def _saved_steps(work_dir: pathlib.Path) -> list[int]:
+    return [int(p.stem.split("_")[1]) for p in list_checkpoints(work_dir / "checkpoints")]
+
+
+def test_the_watched_signals_are_sigterm_and_submitits(monkeypatch):
+    monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
+    assert time_limit_signal() == signal.SIGUSR2
+    assert watched_signals() == (signal.SIGTERM, signal.SIGUSR2)
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR1")  # submitit's own variable
+    assert watched_signals() == (signal.SIGTERM, signal.SIGUSR1)
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "NOPE")
+    assert time_limit_signal() == signal.SIGUSR2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2], ids=["TERM", "USR2"])
+def test_signal_watch_records_and_chains_to_a_framework_handler(signum, signal_handlers):
+    watch = SignalWatch()
+    assert set(watch.watched) == {signal.SIGTERM, signal.SIGUSR2}
+    signal.raise_signal(signum)  # recorded, not fatal
+    assert watch.received == [signum] and watch.stopping_signal() == signum
+    watch.restore()
+    assert signal.getsignal(signum) is signal.SIG_DFL
 
     calls = []
-    signal.signal(signal.SIGTERM, lambda signum, _frame: calls.append(signum))  # a framework's
-    try:
-        watch = SigtermWatch()
+    signal.signal(signum, lambda s, _frame: calls.append(s))  # a framework's
+    watch = SignalWatch()
+    signal.raise_signal(signum)
+    assert watch.received == [signum] and watch.stopping_signal() is None
+    assert calls == []  # the framework hears of it only after the checkpoint
+    watch.pass_on()
+    assert calls == [signum] and watch.received == []
+    watch.restore()
+    signal.raise_signal(signum)
+    assert calls == [signum] * 2  # its own handler is back
+
+    signal.signal(signum, signal.SIG_IGN)
+    watch = SignalWatch()  # an ignored signal stays ignored
+    assert signum not in watch.watched and signal.getsignal(signum) is signal.SIG_IGN
+    watch.restore()
+    assert signal.getsignal(signum) is signal.SIG_IGN
+
+
+def test_signal_watch_outside_the_main_thread_watches_nothing(signal_handlers):
+    watches = []
+    thread = threading.Thread(target=lambda: watches.append(SignalWatch()))
+    thread.start()
+    thread.join()
+    assert watches[0].watched == ()
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL
+
+
+def test_usr2_under_a_launcher_checkpoints_at_the_step_then_calls_its_handler(
+    tmp_path, signal_handlers, capsys
+):
+    calls = []
+
+    def launcher(signum, _frame):  # as submitit's: it requeues the job and exits
+        calls.append((signum, _saved_steps(tmp_path)))
+        raise SystemExit(144)
+
+    signal.signal(signal.SIGUSR2, launcher)
+    checkpointer = _checkpointer(tmp_path)
+    with pytest.raises(SystemExit), checkpointer:
+        checkpointer.after_step(_FakeRun(2900))  # an epoch's end
+        signal.raise_signal(signal.SIGUSR2)  # during step 2996
+        assert calls == []
+        checkpointer.after_step(_FakeRun(2996))
+    assert calls == [(signal.SIGUSR2, [2900, 2996])]  # the checkpoint came first
+    assert signal.getsignal(signal.SIGUSR2) is launcher  # put back on the way out
+    err = capsys.readouterr().err
+    assert "SIGUSR2 at environment step 2996" in err and "step_000002996.ckpt" in err
+
+
+def test_sigterm_under_a_launcher_checkpoints_and_the_run_goes_on(tmp_path, signal_handlers):
+    calls = []
+    signal.signal(signal.SIGTERM, lambda s, _frame: calls.append(s))  # submitit's logs it
+    checkpointer = _checkpointer(tmp_path)
+    with checkpointer:
         signal.raise_signal(signal.SIGTERM)
-        assert watch.received == [signal.SIGTERM] and not watch.stops_run
-        assert calls == []  # the framework hears of it only after the checkpoint
-        watch.pass_on()
-        assert calls == [signal.SIGTERM] and watch.received == []
-        watch.restore()
-        signal.raise_signal(signal.SIGTERM)
-        assert calls == [signal.SIGTERM] * 2  # its own handler is back
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        watch = SigtermWatch()  # an ignored SIGTERM stays ignored
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-        watch.restore()
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        checkpointer.after_step(_FakeRun(150))
+        checkpointer.after_step(_FakeRun(151))
+        checkpointer.after_step(_FakeRun(200))
+    assert calls == [signal.SIGTERM]
+    assert _saved_steps(tmp_path) == [150, 200]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2], ids=["TERM", "USR2"])
+def test_a_signal_in_a_plain_run_checkpoints_then_stops_it(tmp_path, signum, signal_handlers):
+    checkpointer = _checkpointer(tmp_path)
+    with checkpointer:
+        signal.raise_signal(signum)
+        with pytest.raises(RunInterrupted) as err:
+            checkpointer.after_step(_FakeRun(150))
+    assert err.value.signum == signum
+    assert f"{signal.Signals(signum).name} at environment step 150" in str(err.value)
+    assert _saved_steps(tmp_path) == [150]
+    assert signal.getsignal(signum) is signal.SIG_DFL

@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.compare import load_settings, sweep_commands
+from mbrl_bound_plugin.compare import LAUNCHERS, load_settings, sweep_commands
 from mbrl_bound_plugin.errors import CompareError
+from mbrl_bound_plugin.report import ALGORITHM_COLORS, algorithm_colors, find_runs, make_report
 
 
 @pytest.mark.parametrize("name", ["benchmark", "quick"])
@@ -93,9 +95,19 @@ def test_bad_task_on_the_command_line_is_exit_2(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("launcher", ["mbrl_bound_slurm", "mbrl_bound_joblib"])
-def test_launcher_configs_resolve(launcher, run_cli):
-    """`--cfg hydra` with the shipped launcher configs selected (SLURM is compose-only)."""
+@pytest.mark.parametrize(
+    "launcher, target, lines",
+    [
+        ("mbrl_bound_slurm", "SlurmLauncher", ["max_num_timeout: 5", "signal_delay_s: 120"]),
+        ("mbrl_bound_submitit_local", "LocalLauncher", ["max_num_timeout: 5"]),
+        ("mbrl_bound_joblib", "JoblibLauncher", ["n_jobs: 2"]),
+    ],
+)
+def test_launcher_configs_resolve(launcher, target, lines, run_cli):
+    """`--cfg hydra` with each shipped launcher config selected.
+
+    SLURM is compose-only here; the local submitit launcher runs in test_submitit.py.
+    """
     proc = run_cli(
         "--cfg",
         "hydra",
@@ -105,10 +117,106 @@ def test_launcher_configs_resolve(launcher, run_cli):
         root=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    target = "SlurmLauncher" if "slurm" in launcher else "JoblibLauncher"
-    assert target in proc.stdout
-    if "slurm" in launcher:
-        assert "max_num_timeout: 3" in proc.stdout
+    assert f".{target}\n" in proc.stdout
+    for line in lines:
+        assert f"    {line}\n" in proc.stdout
+
+
+def _dry_run(*args: str) -> list[list[str]]:
+    """The `mbrl-bound` command lines `mbrl-bound-compare --dry-run ARGS` prints."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mbrl_bound_plugin.compare", "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line.split() for line in proc.stdout.splitlines() if line.startswith("mbrl-bound ")]
+    assert all(line[:2] == ["mbrl-bound", "-m"] for line in lines)
+    return [line[1:] for line in lines]
+
+
+def _value(argv: list[str], key: str) -> str:
+    return next(a.split("=", 1)[1] for a in argv if a.startswith(f"{key}="))
+
+
+def test_resumable_mbpo_runs_the_mbpo_arm_as_mbpo_resumable(tmp_path):
+    args = ["--quick", "--tasks", "inv_pendulum", "--out", str(tmp_path)]
+    plain = _dry_run(*args)
+    resumable = _dry_run(*args, "--resumable-mbpo")
+    assert [_value(a, "algorithm") for a in plain] == ["bound,mbpo", "pets"]
+    assert [_value(a, "algorithm") for a in resumable] == ["bound,mbpo_resumable", "pets"]
+    # the same sweep otherwise: overrides file, settings, seeds, directories, resume=auto
+    for before, after in zip(plain, resumable, strict=True):
+        assert [a for a in before if not a.startswith("algorithm=")] == [
+            a for a in after if not a.startswith("algorithm=")
+        ]
+    assert _value(resumable[0], "overrides") == "mbpo_inv_pendulum_v5"
+    assert "resume=auto" in resumable[0]
+    only_mbpo = _dry_run(*args, "--resumable-mbpo", "--algorithms", "mbpo")
+    assert [_value(a, "algorithm") for a in only_mbpo] == ["mbpo_resumable"]
+
+
+def test_mbpo_resumable_composes_with_the_compare_settings(tmp_path):
+    from mbrl_bound_plugin.config import check_config
+
+    settings = load_settings("benchmark")
+    ((_, argv),) = sweep_commands(
+        settings, ["inv_pendulum"], ["mbpo"], 1, tmp_path, resumable_mbpo=True
+    )
+    overrides = [a for a in argv if not a.startswith(("-m", "hydra.", "hydra/"))]
+    with initialize_config_dir(version_base="1.1", config_dir=str(mbrl_bound_conf_dir())):
+        cfg = compose(config_name="main", overrides=overrides)
+    check_config(cfg)
+    assert cfg.algorithm.name == "mbpo_resumable" and cfg.resume == "auto"
+    assert cfg.overrides.num_steps == 2500 and cfg.overrides.epoch_length == 250
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "slurm", "submitit-local"])
+def test_each_launcher_option_selects_its_config(launcher, tmp_path):
+    args = ["--quick", "--tasks", "inv_pendulum", "--out", str(tmp_path)]
+    for argv in _dry_run(*args, "--launcher", launcher, "--workers", "3"):
+        assert f"hydra/launcher={LAUNCHERS[launcher]}" in argv
+        assert ("hydra.launcher.n_jobs=3" in argv) == (launcher == "joblib")
+        assert (
+            mbrl_bound_conf_dir() / "hydra" / "launcher" / f"{LAUNCHERS[launcher]}.yaml"
+        ).is_file()
+
+
+def _fake_run(folder: pathlib.Path, algorithm: str, seed: int, final: float) -> None:
+    """An mbrl-style run folder: `.hydra/config.yaml` and a three-row results.csv."""
+    config = {
+        "algorithm": {"name": algorithm},
+        "overrides": {"env": "gym___InvertedPendulum-v5"},
+        "seed": seed,
+    }
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "results.csv").write_text(
+        f"env_step,episode_reward\n99,{final / 4}\n199,{final / 2}\n299,{final}\n"
+    )
+
+
+def test_report_presents_mbpo_resumable_runs_as_mbpo(tmp_path):
+    root = tmp_path / "cmp" / "inv_pendulum"
+    _fake_run(root / "mbpo" / "bound_seed0", "bound", 0, 10.0)
+    _fake_run(root / "mbpo" / "mbpo_resumable_seed0", "mbpo_resumable", 0, 20.0)
+    _fake_run(root / "mbpo" / "mbpo_resumable_seed1", "mbpo_resumable", 1, 40.0)
+    _fake_run(root / "pets" / "pets_seed0", "pets", 0, 5.0)
+    runs = find_runs(tmp_path / "cmp")
+    assert [(r.algorithm, r.seed) for r in runs] == [
+        ("bound", 0),
+        ("mbpo", 0),
+        ("mbpo", 1),
+        ("pets", 0),
+    ]
+    assert algorithm_colors(r.algorithm for r in runs)["mbpo"] == ALGORITHM_COLORS["mbpo"]
+    written = make_report(tmp_path / "cmp")
+    text = (tmp_path / "cmp" / "report.md").read_text()
+    assert "| mbpo | 2 | **30.00** |" in text  # one arm, two seeds, mean (20 + 40) / 2
+    assert "mbpo_resumable |" not in text  # nowhere as an algorithm of its own
+    assert "`inv_pendulum/mbpo/mbpo_resumable_seed1`" in text  # the folder says what ran
+    assert [p.name for p in written] == ["report.md", "curves.png"]
 
 
 @pytest.mark.slow
