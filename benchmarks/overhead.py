@@ -15,7 +15,8 @@ Each component is timed by wrapping the function that does it, on both sides ali
 - discriminator step: ``mbrl_bound_plugin.algorithm.discriminator_step``;
 - rollouts: mbrl's ``rollout_model_and_populate_sac_buffer``;
 - SAC updates: ``SAC.update_parameters``, without the relabelling inside it;
-- relabelling: ``BoundSACAgent.augmented_reward`` (the ratio term of SAC's batches);
+- relabelling: ``BoundSACAgent.augmented_reward`` and ``_logits`` (the ratio term of
+  SAC's batches: the discriminator's logits, drawn ahead for the step, and the reward);
 - evaluation: mbrl's ``mbpo.evaluate``;
 - checkpoints: ``Checkpointer.save`` (bound only; ``checkpoint.every_epochs`` sets how often);
 - other: the rest (environment steps, the loop, checkpoints on the bound side).
@@ -83,7 +84,7 @@ COMPONENTS: list[tuple[str, list[tuple[object, str]]]] = [
     ("discriminator step", [(bound_algorithm, "discriminator_step")]),
     ("rollouts", [(mbpo, "rollout_model_and_populate_sac_buffer")]),
     ("SAC updates", [(SAC, "update_parameters")]),
-    ("relabelling", [(BoundSACAgent, "augmented_reward")]),
+    ("relabelling", [(BoundSACAgent, "augmented_reward"), (BoundSACAgent, "_logits")]),
     ("evaluation", [(mbpo, "evaluate")]),
     ("checkpoints", [(Checkpointer, "save")]),
 ]

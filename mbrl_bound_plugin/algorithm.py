@@ -115,6 +115,12 @@ def train(
         cfg.overrides.effective_model_rollouts_per_step * cfg.algorithm.freq_train_model
     )
     trains_per_epoch = int(np.ceil(cfg.overrides.epoch_length / cfg.overrides.freq_train_model))
+    # the settings read at every step, read once (an OmegaConf lookup costs tens of µs)
+    epoch_length, freq_train_model = cfg.overrides.epoch_length, cfg.overrides.freq_train_model
+    sac_updates_per_step = cfg.overrides.num_sac_updates_per_step
+    sac_updates_every_steps = cfg.overrides.sac_updates_every_steps
+    sac_batch_size, real_data_ratio = cfg.overrides.sac_batch_size, cfg.algorithm.real_data_ratio
+    log_frequency_agent = cfg.log_frequency_agent
     agent, replay_buffer = run.agent, run.replay_buffer
     with (
         checkpointer,
@@ -139,8 +145,8 @@ def train(
             )
             obs, terminated, truncated = None, False, False
             # (a run resumed from a SIGTERM checkpoint starts mid-epoch, on a fresh episode)
-            first_step = run.env_steps % cfg.overrides.epoch_length
-            for steps_epoch in range(first_step, cfg.overrides.epoch_length):
+            first_step = run.env_steps % epoch_length
+            for steps_epoch in range(first_step, epoch_length):
                 if steps_epoch == first_step or terminated or truncated:
                     obs, _ = env.reset()
                     terminated, truncated = False, False
@@ -151,7 +157,7 @@ def train(
                 run.check_real_reward(float(reward))
 
                 # --------------- Model Training -----------------
-                if (run.env_steps + 1) % cfg.overrides.freq_train_model == 0:
+                if (run.env_steps + 1) % freq_train_model == 0:
                     # (2) model step: NLL + beta * -(g(logit C) + gamma (1-done) V), C and V frozen
                     mbrl.util.common.train_model_and_save_model_and_data(
                         run.dynamics_model,
@@ -187,33 +193,29 @@ def train(
 
                 # --------------- Agent Training -----------------
                 # (3) policy step: SAC on model transitions, rt = f(r̂) + g(logit C)
-                updates_due = (run.env_steps + 1) % cfg.overrides.sac_updates_every_steps == 0
+                updates_due = (run.env_steps + 1) % sac_updates_every_steps == 0
                 with agent.batches_ahead(  # C scores this step's model batches in one call
-                    run.sac_buffer,
-                    cfg.overrides.sac_batch_size,
-                    cfg.overrides.num_sac_updates_per_step if updates_due else 0,
+                    run.sac_buffer, sac_batch_size, sac_updates_per_step if updates_due else 0
                 ):
-                    for _ in range(cfg.overrides.num_sac_updates_per_step):
-                        use_real_data = run.rng.random() < cfg.algorithm.real_data_ratio
+                    for _ in range(sac_updates_per_step):
+                        use_real_data = run.rng.random() < real_data_ratio
                         which_buffer = replay_buffer if use_real_data else run.sac_buffer
-                        if (run.env_steps + 1) % cfg.overrides.sac_updates_every_steps != 0 or len(
-                            which_buffer
-                        ) < cfg.overrides.sac_batch_size:
+                        if not updates_due or len(which_buffer) < sac_batch_size:
                             break  # only update every once in a while
 
                         agent.update(
                             which_buffer,
-                            cfg.overrides.sac_batch_size,
+                            sac_batch_size,
                             run.updates_made,
                             run.logger,
                             model_data=not use_real_data,  # real transitions: no ratio term
                         )
                         run.updates_made += 1
-                        if not silent and run.updates_made % cfg.log_frequency_agent == 0:
+                        if not silent and run.updates_made % log_frequency_agent == 0:
                             run.logger.dump(run.updates_made, save=True)
 
                 # ------ Epoch ended (evaluate and save model) ------
-                if (run.env_steps + 1) % cfg.overrides.epoch_length == 0:
+                if (run.env_steps + 1) % epoch_length == 0:
                     avg_reward = mbpo.evaluate(
                         test_env, agent, cfg.algorithm.num_eval_episodes, run.video_recorder
                     )
