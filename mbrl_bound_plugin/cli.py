@@ -3,7 +3,8 @@
 It composes ``conf/main.yaml`` (the same keys as mbrl's ``main.yaml``), resolves the
 device, builds the environment and dispatches on ``algorithm.name`` to mbrl's own
 ``pets.train``, ``mbpo.train`` and ``planet.train``, or to this package's ``train``
-for ``algorithm=bound``. Bad input is one line on stderr and exit code 2. The command
+for ``algorithm=bound`` and ``mbpo_resumable``. Bad input is one line on stderr and exit
+code 2, found before Hydra starts and writes anything (:func:`preflight`). The command
 line is read with Hydra's own parsers, so every Hydra syntax works (``choice(...)``,
 ``glob(...)``, quoted values, ``-m`` sweeps).
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import hydra
 import numpy as np
@@ -21,15 +23,19 @@ import omegaconf
 import torch
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.types import Override
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
 from mbrl_bound_plugin import require_mbrl
 from mbrl_bound_plugin.config import (
     check_config,
     check_group_choices,
+    complete_config,
+    compose,
     parse_overrides,
     quiet_config_warnings,
     resolve_device,
+    sweep_jobs,
 )
 from mbrl_bound_plugin.errors import (
     PROG,
@@ -47,24 +53,8 @@ def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def preflight(argv: Sequence[str]) -> None:
-    """Checks, before Hydra starts, what can be checked on the command line alone.
-
-    The arguments are split by Hydra's own argument parser and its overrides parsed by
-    Hydra's override grammar, as the app itself will.
-
-    Args:
-        argv: the command-line arguments (without the program name).
-
-    Raises:
-        UsageError: an override Hydra cannot parse, an unknown config group choice (also
-            inside a sweep) or a non-writable output directory.
-    """
-    args, _unknown = get_args_parser().parse_known_args(list(argv))
-    if args.help or args.hydra_help or args.shell_completion:
-        return
-    overrides = parse_overrides(args.overrides)
-    check_group_choices(overrides)
+def _check_output_dirs(overrides: Sequence[Override]) -> None:
+    """Refuses an output directory (``root_dir``, ``hydra.run.dir``, ...) that cannot be made."""
     values = {o.key_or_group: o for o in overrides if not o.is_delete()}
     out_dirs = {"root_dir": "./exp"}
     for key in ("root_dir", "hydra.run.dir", "hydra.sweep.dir"):
@@ -82,8 +72,89 @@ def preflight(argv: Sequence[str]) -> None:
             )
 
 
+def preflight(argv: Sequence[str]) -> None:
+    """Checks the command line before Hydra starts, so that bad input writes nothing.
+
+    The arguments are split by Hydra's own argument parser and its overrides parsed by
+    Hydra's override grammar, as the app itself will. Then:
+
+    - a single run's configuration is composed and checked in full, exactly as
+      :func:`mbrl_bound_plugin.compose` does (the same ``UsageError`` for the same input);
+    - a ``-m`` sweep is expanded into its jobs as Hydra's basic sweeper does
+      (:func:`mbrl_bound_plugin.config.sweep_jobs`: every job, or one job per swept
+      value beyond ``MAX_CHECKED_JOBS`` jobs), and each job's configuration is composed
+      and checked before any job is launched (a composition costs well under 0.1 s).
+      Sweeps that another sweeper expands (``hydra/sweeper=...``, ``interval(...)``)
+      get the command-line checks only;
+    - ``--cfg``, ``--info``, ``-cp``/``-cn``/``--config-dir`` and
+      ``--experimental-rerun`` (which print a configuration or compose another one)
+      get the command-line checks only.
+
+    The same checks run again inside each Hydra task (:func:`run`), where launchers run
+    jobs in other processes.
+
+    Args:
+        argv: the command-line arguments (without the program name).
+
+    Raises:
+        UsageError: an override Hydra cannot parse, an unknown config group choice (also
+            inside a sweep), a non-writable output directory, a sweep without ``-m``, or
+            a configuration (of the run, or of any job of a sweep) that cannot run.
+    """
+    args, _unknown = get_args_parser().parse_known_args(list(argv))
+    if args.help or args.hydra_help or args.shell_completion:
+        return
+    overrides = parse_overrides(args.overrides)
+    check_group_choices(overrides)
+    _check_output_dirs(overrides)
+    inspect_only = args.cfg or args.info or args.experimental_rerun
+    if inspect_only or args.config_path or args.config_name or args.config_dir:
+        return
+    if not args.multirun:
+        sweeps = [o.input_line for o in overrides if o.is_sweep_override()]
+        if sweeps:
+            raise UsageError(
+                f"{sweeps[0]} is a sweep; add -m (--multirun) to run one job per value"
+            )
+        compose(args.overrides)
+        return
+    jobs = sweep_jobs(overrides)
+    swept = {o.get_key_element() for o in overrides if o.is_sweep_override()}
+    for job in jobs or []:
+        try:
+            compose(job)
+        except UsageError as e:
+            if not swept:
+                raise
+            values = " ".join(o for o in job if o.split("=", 1)[0] in swept)
+            raise UsageError(f"{e} (in the job {values})") from e
+
+
+def _record_completion(filled: Mapping[str, Any]) -> None:
+    """Adds the keys :func:`complete_config` filled in to the run's saved ``config.yaml``.
+
+    Hydra saves the configuration before the task runs; with these keys the saved file
+    is the configuration that ran (e.g. mbrl's ``load_hydra_cfg`` then
+    ``create_replay_buffer(load_dir=...)`` rebuilds a buffer of the run's capacity).
+    """
+    hydra_cfg = HydraConfig.get()
+    if not filled or hydra_cfg.output_subdir is None:
+        return
+    path = pathlib.Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir / "config.yaml"
+    if not path.is_file():
+        return
+    saved = omegaconf.OmegaConf.load(path)
+    for key, value in filled.items():
+        omegaconf.OmegaConf.update(saved, key, value, force_add=True)
+    omegaconf.OmegaConf.save(saved, path)
+
+
 def run(cfg: omegaconf.DictConfig) -> float:
     """Trains ``cfg.algorithm.name`` on the configured task (mbrl's main.py semantics).
+
+    The configuration is checked and completed as :func:`mbrl_bound_plugin.compose`
+    does (the replay buffer sized for the whole run, also in the saved
+    ``.hydra/config.yaml``).
 
     Args:
         cfg: the composed configuration; ``cfg.device`` may be ``auto``.
@@ -95,10 +166,12 @@ def run(cfg: omegaconf.DictConfig) -> float:
 
     cfg.device = resolve_device(cfg.device)
     check_config(cfg, HydraConfig.get().runtime.choices)
+    _record_completion(complete_config(cfg))
     name = cfg.algorithm.name
     env, term_fn, reward_fn = make_env(cfg)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    if cfg.seed is not None:
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
     work_dir = os.getcwd()
     if name == "pets":
         import mbrl.algorithms.pets as pets

@@ -13,8 +13,11 @@ from conftest import TINY_BOUND
 from mbrl_bound_plugin.cli import preflight
 from mbrl_bound_plugin.errors import UsageError
 
+# Bad input is refused before the run starts: a command that takes longer has hung.
+TIMEOUT_S = 60
 
-def _assert_usage_error(proc, *fragments: str) -> None:
+
+def _assert_usage_error(proc, *fragments: str, nothing_in: pathlib.Path | None = None) -> None:
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -22,67 +25,98 @@ def _assert_usage_error(proc, *fragments: str) -> None:
     assert "Traceback" not in proc.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+    if nothing_in is not None:  # refused before Hydra made the run directory
+        assert not (nothing_in / "exp").exists()
 
 
-def test_unknown_algorithm(run_cli):
-    _assert_usage_error(run_cli("algorithm=nope"), "unknown algorithm 'nope'", "bound", "mbpo")
+@pytest.fixture
+def refused(run_cli, tmp_path: pathlib.Path):
+    """Runs the command on bad input; checks one line, exit code 2 and nothing written."""
+
+    def check(*args: str, fragments: tuple[str, ...]) -> None:
+        proc = run_cli(*args, timeout=TIMEOUT_S)
+        _assert_usage_error(proc, *fragments, nothing_in=tmp_path)
+
+    return check
 
 
-def test_unknown_overrides(run_cli):
-    _assert_usage_error(run_cli("overrides=nope"), "unknown overrides 'nope'", "pets_cartpole")
+def test_unknown_algorithm(refused):
+    refused("algorithm=nope", fragments=("unknown algorithm 'nope'", "bound", "mbpo"))
 
 
-def test_unknown_choice_in_a_sweep(run_cli):
-    _assert_usage_error(run_cli("-m", "algorithm=mbpo,nope"), "unknown algorithm 'nope'")
+def test_unknown_overrides(refused):
+    refused("overrides=nope", fragments=("unknown overrides 'nope'", "pets_cartpole"))
 
 
-def test_unknown_gymnasium_env_id(run_cli):
-    proc = run_cli(
-        "algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5", "overrides.env=gym___Nope-v0"
+def test_unknown_choice_in_a_sweep(refused):
+    refused("-m", "algorithm=mbpo,nope", fragments=("unknown algorithm 'nope'",))
+
+
+def test_unknown_gymnasium_env_id(refused):
+    refused(
+        "algorithm=mbpo",
+        "overrides=mbpo_inv_pendulum_v5",
+        "overrides.env=gym___Nope-v0",
+        fragments=("unknown gymnasium env id 'Nope-v0'",),
     )
-    _assert_usage_error(proc, "unknown gymnasium env id 'Nope-v0'")
 
 
-def test_overrides_missing_a_key_the_algorithm_reads(run_cli):
-    proc = run_cli("algorithm=mbpo", "overrides=mbpo_inv_pendulum", "~overrides.epoch_length")
-    _assert_usage_error(proc, "overrides=mbpo_inv_pendulum lacks key 'epoch_length'")
+def test_overrides_missing_a_key_the_algorithm_reads(refused):
+    refused(
+        "algorithm=mbpo",
+        "overrides=mbpo_inv_pendulum",
+        "~overrides.epoch_length",
+        fragments=("overrides=mbpo_inv_pendulum lacks key 'epoch_length'",),
+    )
 
 
-def test_overrides_of_the_wrong_family(run_cli):
+def test_overrides_of_the_wrong_family(refused):
     """PETS overrides lack the SAC keys that MBPO's config interpolates."""
-    proc = run_cli("algorithm=mbpo", "overrides=pets_cartpole")
-    _assert_usage_error(proc, "overrides=pets_cartpole", "algorithm=mbpo")
+    refused(
+        "algorithm=mbpo",
+        "overrides=pets_cartpole",
+        fragments=("overrides=pets_cartpole", "algorithm=mbpo"),
+    )
 
 
 def test_non_writable_output_dir(run_cli, tmp_path: pathlib.Path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    proc = run_cli("algorithm=mbpo", f"root_dir={blocker}/exp", root=False)
+    proc = run_cli("algorithm=mbpo", f"root_dir={blocker}/exp", root=False, timeout=TIMEOUT_S)
     _assert_usage_error(proc, "not writable", "root_dir=")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_device_without_cuda(run_cli):
-    proc = run_cli("algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5", "device=cuda:0")
-    _assert_usage_error(proc, "device=cuda:0", "CUDA is not available")
+def test_cuda_device_without_cuda(refused):
+    refused(
+        "algorithm=mbpo",
+        "overrides=mbpo_inv_pendulum_v5",
+        "device=cuda:0",
+        fragments=("device=cuda:0", "CUDA is not available"),
+    )
 
 
 @pytest.mark.parametrize(
-    "args, fragment",
+    "args, fragment, before_the_run",
     [
-        (["algorithm.model_wrapper.beta=-1"], "beta must be >= 0"),
-        (["algorithm.bound_agent.lam=-1"], "lam must be >= 0"),
-        (["algorithm.bound_agent.mode=bound"], "needs reward_floor"),
-        # InvertedPendulum gives reward 1 per step: a floor of 5 is above it
+        (["algorithm.model_wrapper.beta=-1"], "beta must be >= 0", True),
+        (["algorithm.bound_agent.lam=-1"], "lam must be >= 0", True),
+        (["algorithm.bound_agent.mode=bound"], "needs reward_floor", True),
+        (["discriminator.batch_size=0"], "discriminator.batch_size must be an integer", False),
+        # InvertedPendulum gives reward 1 per step: a floor of 5 is above it (known once
+        # the run has explored)
         (
             ["algorithm.bound_agent.mode=bound", "algorithm.bound_agent.reward_floor=5"],
             "not below an observed reward",
+            False,
         ),
     ],
 )
-def test_bound_invalid_settings(run_cli, args, fragment):
-    proc = run_cli("algorithm=bound", "overrides=mbpo_inv_pendulum_v5", *TINY_BOUND, *args)
-    _assert_usage_error(proc, fragment)
+def test_bound_invalid_settings(run_cli, tmp_path, args, fragment, before_the_run):
+    proc = run_cli(
+        "algorithm=bound", "overrides=mbpo_inv_pendulum_v5", *TINY_BOUND, *args, timeout=120
+    )
+    _assert_usage_error(proc, fragment, nothing_in=tmp_path if before_the_run else None)
 
 
 @pytest.mark.slow
@@ -115,22 +149,27 @@ def test_a_discriminator_batch_larger_than_the_rows_trains_on_all_of_them(run_cl
 # --- the command line is read with Hydra's own parsers (preflight, no run) ---
 
 
+MBPO_TASK = "overrides=mbpo_inv_pendulum_v5"
+
+
 @pytest.mark.parametrize(
     "argv",
     [
-        ["algorithm='bound'"],
-        ['algorithm="mbpo"'],
-        ["-m", "algorithm=choice(bound,mbpo)"],
-        ["-m", "algorithm=glob(*)"],
-        ["-m", "algorithm=glob(*,exclude=planet)", "seed=range(3)"],
-        ["--multirun", "algorithm=bound,mbpo", "overrides=mbpo_inv_pendulum_v5"],
-        ["~overrides.epoch_length", "+overrides.x='a b'"],
+        ["algorithm='bound'", MBPO_TASK],
+        ['algorithm="mbpo"', MBPO_TASK],
+        ["-m", "algorithm=choice(bound,mbpo)", MBPO_TASK],
+        ["-m", "algorithm=glob(*,exclude=[pets,planet])", MBPO_TASK],
+        ["-m", "algorithm=glob(mbpo*)", MBPO_TASK, "seed=range(3)"],
+        ["--multirun", "algorithm=bound,mbpo", MBPO_TASK],
+        ["algorithm=mbpo", MBPO_TASK, "~overrides.patience", "+overrides.x='a b'"],
         ["--cfg", "job", "algorithm=bound"],
+        ["--cfg", "job", "algorithm=bound", "seed=abc"],  # (prints; checks at run time)
         ["--help"],
     ],
 )
 def test_preflight_accepts_hydra_syntax(argv, tmp_path: pathlib.Path):
     preflight([*argv, f"root_dir={tmp_path}"])
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.parametrize(

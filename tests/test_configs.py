@@ -6,6 +6,7 @@ import inspect
 import math
 import pathlib
 
+import mbrl.util.common
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
@@ -17,7 +18,12 @@ from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_examples_conf_dir,
 )
 from mbrl_bound_plugin.agent import BoundSACAgent
-from mbrl_bound_plugin.config import REQUIRED_OVERRIDES, check_config, group_options
+from mbrl_bound_plugin.config import (
+    REQUIRED_OVERRIDES,
+    check_config,
+    complete_config,
+    group_options,
+)
 from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.errors import UsageError
 
@@ -183,3 +189,129 @@ def test_bound_defaults_are_the_classes_defaults():
                 continue
             assert key in params, f"{cls.__name__} has no argument {key}"
             assert value == params[key].default, f"{cls.__name__}({key}): {value!r}"
+
+
+# --- the replay buffer holds every transition of a run (algorithm.dataset_size) ---
+
+
+def _capacity(cfg) -> int:
+    """The capacity of the replay buffer mbrl's create_replay_buffer builds from ``cfg``."""
+    return mbrl.util.common.create_replay_buffer(cfg, (4,), (1,)).capacity
+
+
+@pytest.mark.parametrize("algorithm", ["mbpo", "bound", "mbpo_resumable"])
+@pytest.mark.parametrize(
+    "steps, epoch, explore, capacity",
+    [
+        (1000, 250, 300, 300 + 1000),  # exploration, then 4 epochs
+        (1100, 250, 300, 300 + 1250),  # whole epochs: 5 of them
+        (20000, 1000, 5000, 5000 + 20000),  # mbrl's own mbpo_inv_pendulum (its default size: 20000)
+    ],
+)
+def test_mbpo_style_buffer_holds_exploration_and_every_epoch(
+    algorithm, steps, epoch, explore, capacity
+):
+    cfg = mbrl_bound_plugin.compose(
+        [
+            f"algorithm={algorithm}",
+            "overrides=mbpo_inv_pendulum",
+            f"overrides.num_steps={steps}",
+            f"overrides.epoch_length={epoch}",
+            f"algorithm.initial_exploration_steps={explore}",
+        ]
+    )
+    assert cfg.algorithm.dataset_size == capacity
+    assert _capacity(cfg) == capacity
+
+
+@pytest.mark.parametrize(
+    "overrides, capacity",
+    [
+        # exploration (trial_length), num_steps, and the last episode's overshoot: up to
+        # the time limit - 1 (cartpole_continuous: mbrl's TimeLimit of trial_length=200)
+        (["overrides=pets_cartpole"], 200 + 5000 + 199),
+        (["overrides=pets_halfcheetah_v5", "overrides.num_steps=50"], 1000 + 50 + 999),
+        (["overrides=pets_mountain_car"], 999 + 20000 + 998),
+    ],
+)
+def test_pets_buffer_holds_exploration_steps_and_the_last_episode(overrides, capacity):
+    cfg = mbrl_bound_plugin.compose(["algorithm=pets", *overrides])
+    assert _capacity(cfg) == capacity
+
+
+@pytest.mark.parametrize(
+    "algorithm, overrides",
+    [
+        ("mbpo", "mbpo_inv_pendulum_v5"),
+        ("bound", "mbpo_inv_pendulum_v5"),
+        ("pets", "pets_cartpole"),
+    ],
+)
+def test_a_dataset_size_the_user_sets_wins(algorithm, overrides):
+    base = [f"algorithm={algorithm}", f"overrides={overrides}"]
+    assert _capacity(mbrl_bound_plugin.compose([*base, "+algorithm.dataset_size=1234"])) == 1234
+    # 0 and null are mbrl's "unset": the run's size then
+    default = _capacity(mbrl_bound_plugin.compose(base))
+    assert _capacity(mbrl_bound_plugin.compose([*base, "+algorithm.dataset_size=0"])) == default
+    assert _capacity(mbrl_bound_plugin.compose([*base, "+algorithm.dataset_size=null"])) == default
+
+
+def test_planet_keeps_its_own_dataset_size():
+    cfg = _compose(CONF, ["algorithm=planet"])
+    assert complete_config(cfg) == {}
+    assert cfg.algorithm.dataset_size == 1000000
+
+
+def test_complete_config_fills_in_only_what_is_unset():
+    cfg = _compose(CONF, ["algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5"])
+    assert "dataset_size" not in cfg.algorithm  # (mbrl's create_replay_buffer: num_steps)
+    filled = complete_config(cfg)
+    assert filled == {"algorithm.dataset_size": cfg.algorithm.dataset_size}
+    assert cfg.algorithm.dataset_size > cfg.overrides.num_steps
+    assert complete_config(cfg) == {}  # (once filled in, kept)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["mbpo", "pets"])
+def test_no_transition_of_a_run_is_overwritten(algorithm, tmp_path, monkeypatch, one_torch_thread):
+    """mbrl's own train functions, on the composed config: the buffer never wraps around."""
+    import mbrl.algorithms.mbpo
+    import mbrl.algorithms.pets
+    from conftest import TINY_MBPO, TINY_PETS
+
+    made, added = [], []
+    create = mbrl.util.common.create_replay_buffer
+
+    def spy(*args, **kwargs):
+        buffer = create(*args, **kwargs)
+        add = buffer.add
+
+        def counted_add(*args, **kwargs):
+            added.append(1)
+            return add(*args, **kwargs)
+
+        buffer.add = counted_add
+        made.append(buffer)
+        return buffer
+
+    monkeypatch.setattr(mbrl.util.common, "create_replay_buffer", spy)
+    if algorithm == "mbpo":  # 100 exploration steps, then 2 epochs of 100 (150 rounded up)
+        tiny = [o for o in TINY_MBPO if "num_steps" not in o] + ["overrides.num_steps=150"]
+        overrides = "mbpo_inv_pendulum_v5"
+    else:  # 60 exploration steps, then episodes until 120 steps
+        tiny, overrides = TINY_PETS, "pets_inv_pendulum_v5"
+    cfg = mbrl_bound_plugin.compose([f"algorithm={algorithm}", f"overrides={overrides}", *tiny])
+    cfg.device = "cpu"
+    env, term_fn, reward_fn = mbrl_bound_plugin.make_env(cfg)
+    work_dir = str(tmp_path)
+    if algorithm == "mbpo":
+        test_env, *_ = mbrl_bound_plugin.make_env(cfg)
+        mbrl.algorithms.mbpo.train(env, test_env, term_fn, cfg, silent=True, work_dir=work_dir)
+    else:
+        mbrl.algorithms.pets.train(env, term_fn, reward_fn, cfg, silent=True, work_dir=work_dir)
+    (buffer,) = made
+    assert buffer.num_stored == len(added) <= buffer.capacity  # nothing overwritten
+    if algorithm == "mbpo":
+        assert len(added) == buffer.capacity == 100 + 200
+    else:
+        assert len(added) >= 60 + 120
