@@ -48,6 +48,29 @@ def check_reward_settings(
         )
 
 
+def check_model_settings(beta: float, bound_batch_size: int | None = None) -> None:
+    """Refuses model-step settings that cannot work (see :func:`model_bound_term`).
+
+    Args:
+        beta: weight of the bound term in the model loss; must be ``>= 0``.
+        bound_batch_size: rows of each member's batch that get the bound term; an
+            integer ``>= 1``, or ``None`` for every row.
+
+    Raises:
+        ValueError: saying what to change.
+    """
+    if not isinstance(beta, int | float) or beta < 0:
+        raise ValueError(f"beta must be >= 0 (0 is MBPO's model training), got {beta}")
+    if bound_batch_size is not None and (
+        not isinstance(bound_batch_size, int | float)
+        or int(bound_batch_size) != bound_batch_size
+        or bound_batch_size < 1
+    ):
+        raise ValueError(
+            f"bound_batch_size must be an integer >= 1 or null (every row), got {bound_batch_size}"
+        )
+
+
 def check_rewards_above_floor(reward: torch.Tensor, reward_floor: float) -> None:
     """Refuses rewards at or below the floor (mode ``"bound"`` takes ``log(r - floor)``).
 

@@ -546,18 +546,19 @@ def _check_pets(cfg: omegaconf.DictConfig) -> None:
 def _check_bound(cfg: omegaconf.DictConfig) -> None:
     """The bound's own settings (``algorithm=bound`` and ``mbpo_resumable``).
 
-    The checks the bound's classes make when a run builds them, for ``beta`` and the
-    augmented reward (:func:`mbrl_bound_plugin.bound.check_reward_settings`), made on
-    the config alone. The discriminator's settings, and ``reward_floor`` against the
-    task's rewards, are checked when the run builds the discriminator and has explored.
+    The checks the bound's classes make when a run builds them, for the model step
+    (:func:`mbrl_bound_plugin.bound.check_model_settings`) and the augmented reward
+    (:func:`mbrl_bound_plugin.bound.check_reward_settings`), made on the config alone.
+    The discriminator's settings, and ``reward_floor`` against the task's rewards, are
+    checked when the run builds the discriminator and has explored.
     """
     from mbrl_bound_plugin import bound
 
-    beta = cfg.algorithm.model_wrapper.get("beta", 0.0)
-    if not _is_number(beta) or beta < 0:
-        raise UsageError(
-            f"algorithm.model_wrapper: beta must be >= 0 (0 is MBPO's model training), got {beta}"
-        )
+    wrapper = cfg.algorithm.model_wrapper
+    try:
+        bound.check_model_settings(wrapper.get("beta", 0.0), wrapper.get("bound_batch_size"))
+    except ValueError as e:
+        raise UsageError(f"algorithm.model_wrapper: {first_line(e)}") from e
     agent = cfg.algorithm.bound_agent
     try:
         bound.check_reward_settings(

@@ -88,15 +88,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         bound_batch_size: int | None = None,
         **kwargs: Any,
     ):
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0 (0 is MBPO's model training), got {beta}")
-        if bound_batch_size is not None and (
-            int(bound_batch_size) != bound_batch_size or bound_batch_size < 1
-        ):
-            raise ValueError(
-                f"bound_batch_size must be an integer >= 1 or null (every row), got "
-                f"{bound_batch_size}"
-            )
+        bound.check_model_settings(beta, bound_batch_size)
         super().__init__(model, **kwargs)
         self.beta = float(beta)
         self.bound_batch_size = None if bound_batch_size is None else int(bound_batch_size)
