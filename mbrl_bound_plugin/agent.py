@@ -39,7 +39,7 @@ class _AugmentedSampler:
         if batch is None or len(batch) != batch_size:
             batch, logit = self.buffer.sample(batch_size), None
         if not self.agent.changes_reward:  # rt = r: SAC gets the batch as sampled
-            self.agent.count_reward(batch.rewards)
+            self.agent.count_reward(batch.rewards, self.model_data)
             return batch
         rewards = self.agent.augmented_reward(
             batch.obs, batch.act, batch.next_obs, batch.rewards, self.model_data, logit=logit
@@ -70,6 +70,8 @@ class BoundSACAgent(SACAgent):
             (``"reward_rms"``) of the model rewards SAC trains on.
         warmup_epochs: epochs over which the ratio term's weight rises from 0 to its full
             value (``0``: full from the start).
+        policy_ratio: whether SAC's reward has the ratio term. ``False`` is an ablation:
+            the model step still climbs :meth:`ratio_term`, SAC trains on ``f(r)`` only.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class BoundSACAgent(SACAgent):
         gamma: float = 0.99,
         scale: str = "none",
         warmup_epochs: int = 0,
+        policy_ratio: bool = True,
     ):
         super().__init__(sac_agent)
         bound.check_reward_settings(mode, gamma, lam, clip, reward_floor)
@@ -98,6 +101,9 @@ class BoundSACAgent(SACAgent):
         self.gamma = gamma
         self.scale = scale
         self.warmup_epochs = int(warmup_epochs)
+        if not isinstance(policy_ratio, bool):
+            raise ValueError(f"policy_ratio must be true or false, got {policy_ratio!r}")
+        self.policy_ratio = policy_ratio
         self.epochs_done = 0
         self.discriminator: Callable[..., torch.Tensor] | None = None
         self._reward_sum = 0.0
@@ -109,8 +115,9 @@ class BoundSACAgent(SACAgent):
 
     @property
     def uses_ratio(self) -> bool:
-        """Whether SAC's reward has a ratio term at all (mode ``bound``, or ``lam != 0``)."""
-        return bound.ratio_weight(self.mode, self.lam) != 0.0
+        """Whether SAC's reward has a ratio term at all (``policy_ratio``, and mode
+        ``bound`` or ``lam != 0``)."""
+        return self.policy_ratio and bound.ratio_weight(self.mode, self.lam) != 0.0
 
     @property
     def changes_reward(self) -> bool:
@@ -118,8 +125,12 @@ class BoundSACAgent(SACAgent):
         (mode ``scaled`` with ``lam = 0``: MBPO's reward, no discriminator call)."""
         return self.mode != "scaled" or self.uses_ratio
 
-    def count_reward(self, rewards: np.ndarray) -> None:
-        """Adds SAC rewards left as they are to the mean :meth:`pop_bound_reward` reports."""
+    def count_reward(self, rewards: np.ndarray, model_data: bool = True) -> None:
+        """Adds SAC rewards left as they are to the mean :meth:`pop_bound_reward` reports
+        (and model rewards to the ratio scale's moments, which the model step's
+        :meth:`ratio_term` uses even when SAC's reward has no ratio term)."""
+        if model_data and self.scale != "none":
+            self._track_reward_moments(torch.as_tensor(rewards, dtype=torch.float32))
         self._reward_sum += float(np.sum(rewards))
         self._reward_count += int(np.size(rewards))
 
@@ -235,8 +246,8 @@ class BoundSACAgent(SACAgent):
         reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
         if model_data and self.scale != "none":
             self._track_reward_moments(reward_t)
-        if not model_data or self.discriminator is None:  # real data, or no C yet: ratio 0
-            logit = torch.zeros_like(reward_t)
+        if not model_data or self.discriminator is None or not self.policy_ratio:
+            logit = torch.zeros_like(reward_t)  # real data, no C yet, or ablated: ratio 0
         elif logit is None:
             logit = self._logits(obs, act, next_obs)
         if self.mode == "bound":

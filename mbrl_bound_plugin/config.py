@@ -70,10 +70,11 @@ REQUIRED_OVERRIDES: dict[str, tuple[str, ...]] = {
     ),
     "planet": (),
 }
-REQUIRED_OVERRIDES["bound"] = REQUIRED_OVERRIDES["mbpo"]
-REQUIRED_OVERRIDES["mbpo_resumable"] = REQUIRED_OVERRIDES["mbpo"]
-# Algorithms run by this package's training loop: they checkpoint and resume.
-RESUMABLE = ("bound", "mbpo_resumable")
+# Algorithms run by this package's training loop: they checkpoint and resume. The
+# ablations are bound without its model term, and bound without the policy's ratio term.
+RESUMABLE = ("bound", "bound_no_model_term", "bound_no_policy_term", "mbpo_resumable")
+for _name in RESUMABLE:
+    REQUIRED_OVERRIDES[_name] = REQUIRED_OVERRIDES["mbpo"]
 # Algorithms with MBPO's loop (mbrl's mbpo.train, or this package's train).
 MBPO_FAMILY = ("mbpo", *RESUMABLE)
 # Sweeps of more jobs than this are checked one job per swept value (see `sweep_jobs`).
@@ -570,6 +571,11 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
         )
     except (TypeError, ValueError) as e:
         raise UsageError(f"algorithm.bound_agent: {first_line(e)}") from e
+    if not isinstance(agent.get("policy_ratio", True), bool):
+        raise UsageError(
+            f"{source_key(cfg, 'algorithm.bound_agent.policy_ratio')}="
+            f"{agent.policy_ratio}: use true or false"
+        )
 
 
 def check_values(cfg: omegaconf.DictConfig) -> None:

@@ -209,14 +209,11 @@ class BoundRun:
 
         self.dynamics_model = create_bound_model(cfg, obs_shape, act_shape)
         # Both bound terms off (beta = 0, and SAC's reward is r): MBPO itself. No
-        # discriminator is built (its initialization would draw from torch's global
-        # generator) or fitted, and the logs have mbrl's columns.
+        # discriminator is built or fitted, and the logs have mbrl's columns.
         self.bound_terms = self.dynamics_model.beta > 0 or self.agent.changes_reward
         self.discriminator: Discriminator | None = None
         if self.bound_terms:
-            self.discriminator = instantiate(
-                cfg.discriminator, "discriminator", obs_dim=obs_shape[0], act_dim=act_shape[0]
-            )
+            self.discriminator = self._build_discriminator()
         self.logger.register_group(
             mbrl.constants.RESULTS_LOG_NAME,
             BOUND_LOG_FORMAT if self.bound_terms else mbpo.MBPO_LOG_FORMAT,
@@ -250,6 +247,25 @@ class BoundRun:
         self.disc_stats = dict.fromkeys(DISC_STATS, math.nan)
         self.discriminator_ready = False
         self._said_small_batch = False
+
+    def _build_discriminator(self) -> Discriminator:
+        """The discriminator, initialized from its own seed (``seed + 2``).
+
+        torch's global generator is left as it was, so that a run with the bound terms
+        draws the same SAC actions, hence the same exploration data, as MBPO with the
+        same seed: the paired comparison of the two starts from the same transitions.
+        """
+        cfg = self.cfg
+        device = torch.device(cfg.device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if cfg.seed is not None:
+                torch.manual_seed(cfg.seed + 2)
+            return instantiate(
+                cfg.discriminator,
+                "discriminator",
+                obs_dim=self.obs_shape[0],
+                act_dim=self.act_shape[0],
+            )
 
     def explore(self) -> None:
         """MBPO's initial exploration into the replay buffer (random actions by default).

@@ -366,3 +366,41 @@ def test_batches_ahead_draws_nothing_without_a_ratio_term_or_a_discriminator():
     with _agent(lam=1.0).batches_ahead(buffer, 16, 3):  # no discriminator yet
         pass
     assert drawn == []
+
+
+def test_policy_ratio_off_keeps_the_models_ratio_term_and_not_sacs():
+    """The model-term-only ablation: SAC trains on f(r) without calling C; the model step's
+    ``ratio_term`` is unchanged (same weight as with the policy term on)."""
+    agent = _agent(lam=0.5, clip=10.0, policy_ratio=False)
+    calls = []
+    agent.set_discriminator(lambda *args: calls.append(args) or torch.full((16,), 3.0))
+    assert not agent.uses_ratio and not agent.changes_reward
+    agent.update(_buffer(reward=0.5), 16, 0)
+    assert calls == [] and agent.pop_bound_reward() == pytest.approx(0.5)
+    logit = torch.tensor([3.0, -1.0])
+    on = _agent(lam=0.5, clip=10.0)
+    torch.testing.assert_close(agent.ratio_term(logit), on.ratio_term(logit))
+    assert agent.ratio_term(logit)[0].item() == pytest.approx(0.5 * 10.0 * math.tanh(0.3))
+
+
+def test_policy_ratio_off_in_bound_mode_gives_the_log_reward_only():
+    agent = _agent(mode="bound", reward_floor=-1.0, clip=5.0, policy_ratio=False)
+    agent.set_discriminator(_constant_logit(2.0))
+    assert agent.changes_reward and not agent.uses_ratio
+    rows = _buffer(reward=np.linspace(0.0, 1.0, 64)).get_all()
+    rt = agent.augmented_reward(rows.obs, rows.act, rows.next_obs, rows.rewards, True)
+    np.testing.assert_allclose(rt.numpy(), (1 - 0.9) * np.log(rows.rewards + 1.0), rtol=1e-5)
+    assert agent.ratio_term(torch.tensor([2.0])).item() == pytest.approx(5.0 * math.tanh(0.4))
+
+
+def test_policy_ratio_off_still_tracks_the_ratio_scale_for_the_model():
+    agent = _agent(lam=1.0, clip=10.0, scale="reward_rms", policy_ratio=False)
+    agent.update(_buffer(reward=0.5), 16, 0, model_data=True)
+    assert agent.ratio_weight() == pytest.approx(0.5)  # lam x rms of the model rewards
+    agent.update(_buffer(reward=7.0), 16, 1, model_data=False)
+    assert agent.ratio_weight() == pytest.approx(0.5)  # real rewards are not in it
+
+
+def test_policy_ratio_must_be_a_bool():
+    with pytest.raises(ValueError, match="policy_ratio"):
+        _agent(policy_ratio="no")

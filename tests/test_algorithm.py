@@ -349,3 +349,43 @@ def test_discriminator_step_draws_distinct_rows_for_the_elite_members_only(
         np.testing.assert_array_equal(data.next_obs[j], next_obs[i])
     # the model's s' comes from the elites only
     assert np.abs(seen["model_next_obs"] - obs).max() < 100.0
+
+
+@pytest.mark.parametrize(
+    "ablation, model_term, policy_term",
+    [
+        ("bound", True, True),
+        ("bound_no_model_term", False, True),
+        ("bound_no_policy_term", True, False),
+    ],
+)
+def test_each_ablation_turns_off_its_own_term_only(
+    ablation, model_term, policy_term, tmp_path, monkeypatch, one_torch_thread
+):
+    """bound_no_model_term: C relabels SAC's batches, the model loss has no bound term;
+    bound_no_policy_term: the model step climbs the ratio term, SAC never calls C."""
+    cfg = _tiny_bound_cfg(
+        f"algorithm={ablation}", "overrides.num_steps=100", "overrides.freq_train_model=50"
+    )
+    assert cfg.algorithm.name == ablation
+    calls = {"sac": 0, "model": 0}
+    original_logits, original_ratio = BoundSACAgent._logits, BoundSACAgent.ratio_term
+
+    def logits(self, *args):
+        calls["sac"] += 1
+        return original_logits(self, *args)
+
+    def ratio_term(self, logit):
+        calls["model"] += logit.requires_grad or logit.grad_fn is not None
+        return original_ratio(self, logit)
+
+    monkeypatch.setattr(BoundSACAgent, "_logits", logits)
+    monkeypatch.setattr(BoundSACAgent, "ratio_term", ratio_term)
+    env, term_fn, _ = make_env(cfg)
+    test_env, *_ = make_env(cfg)
+    train(env, test_env, term_fn, cfg, silent=True, work_dir=str(tmp_path))
+    assert (calls["model"] > 0) == model_term
+    assert (calls["sac"] > 0) == policy_term
+    with open(tmp_path / "results.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    _check_disc_columns(row)  # the discriminator is fitted in every arm

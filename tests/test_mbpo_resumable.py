@@ -111,3 +111,28 @@ def test_killed_mid_epoch_it_resumes_to_the_same_logs(tmp_path, mbrl_run):
     assert "environment step 100" in resumed.stderr
     for name in LOGS:
         assert (run_dir / name).read_bytes() == (mbrl_run / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("algorithm", ["bound", "bound_no_model_term", "bound_no_policy_term"])
+def test_bound_arms_explore_the_same_transitions_as_mbpo(algorithm, tmp_path):
+    """Same seed, same initial exploration data and initial SAC: the discriminator's
+    initialization does not draw from torch's global generator."""
+    from mbrl_bound_plugin.run import BoundRun
+
+    explored = {}
+    for name in ("mbpo_resumable", algorithm):
+        cfg = compose([f"algorithm={name}", *SETTINGS])
+        env, term_fn, _ = make_env(cfg)
+        test_env, *_ = make_env(cfg)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        run = BoundRun(env, test_env, term_fn, cfg, work_dir=str(tmp_path / name), silent=True)
+        assert (run.discriminator is None) == (name == "mbpo_resumable")
+        run.explore()
+        explored[name] = (run.replay_buffer.get_all(), run.agent.sac_agent.policy.state_dict())
+    (mbpo_rows, mbpo_policy), (rows, policy) = explored.values()
+    assert len(rows) == len(mbpo_rows) > 0
+    for field in ("obs", "act", "next_obs", "rewards"):
+        np.testing.assert_array_equal(getattr(rows, field), getattr(mbpo_rows, field))
+    for key, value in mbpo_policy.items():
+        assert torch.equal(policy[key], value), key
