@@ -29,7 +29,14 @@ from mbrl_bound_plugin.errors import CompareError, ReportError
 from mbrl_bound_plugin.report import make_report
 
 PROG = "mbrl-bound-compare"
-FAMILY = {"bound": "mbpo", "mbpo": "mbpo", "pets": "pets"}
+FAMILY = {
+    "bound": "mbpo",
+    "mbpo": "mbpo",
+    "pets": "pets",
+    "bound_no_model_term": "mbpo",  # ablation: beta = 0 (the ratio term in the policy only)
+    "bound_no_policy_term": "mbpo",  # ablation: the model term only
+}
+DEFAULT_ALGORITHMS = ("bound", "mbpo", "pets")
 RESUMABLE_MBPO = "mbpo_resumable"  # the MBPO arm with --resumable-mbpo
 LAUNCHERS = {
     "joblib": "mbrl_bound_joblib",
@@ -39,12 +46,19 @@ LAUNCHERS = {
 LOCAL_LAUNCHERS = ("joblib", "submitit-local")  # several runs at once on this machine
 
 
+def settings_names() -> list[str]:
+    """The names of the compare settings in ``conf/compare/`` (``benchmark``, ...)."""
+    return sorted(p.stem for p in (mbrl_bound_conf_dir() / "compare").glob("*.yaml"))
+
+
 def load_settings(name: str) -> DictConfig:
-    """Reads ``conf/compare/NAME.yaml`` (``benchmark`` or ``quick``) over ``benchmark.yaml``."""
+    """Reads ``conf/compare/NAME.yaml`` (e.g. ``v2``, ``quick``) over ``benchmark.yaml``."""
     folder = mbrl_bound_conf_dir() / "compare"
     path = folder / f"{name}.yaml"
     if not path.is_file():
-        raise CompareError(f"no compare settings {path}")
+        raise CompareError(
+            f"no compare settings {name!r}; choose from: {', '.join(settings_names())}"
+        )
     return OmegaConf.merge(OmegaConf.load(folder / "benchmark.yaml"), OmegaConf.load(path))
 
 
@@ -64,7 +78,8 @@ def sweep_commands(
     Args:
         settings: the compare settings (``tasks``, ``shared``, ``per_task``, ``per_family``).
         tasks: task names (keys of ``settings.tasks``).
-        algorithms: among ``bound``, ``mbpo``, ``pets``.
+        algorithms: among ``bound``, ``mbpo``, ``pets`` and the ablations
+            ``bound_no_model_term``, ``bound_no_policy_term``.
         seeds: number of seeds (``0 .. seeds-1``).
         out: root directory of the runs.
         launcher: ``joblib`` (local), ``slurm`` (submitit) or ``submitit-local``
@@ -166,7 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Arguments after `--` are passed to every run as Hydra overrides.",
     )
     parser.add_argument("--tasks", nargs="+", help="task names (default: the settings' list)")
-    parser.add_argument("--algorithms", nargs="+", default=list(FAMILY))
+    parser.add_argument(
+        "--algorithms",
+        nargs="+",
+        help=f"among {', '.join(FAMILY)} (default: the settings' list, else "
+        f"{' '.join(DEFAULT_ALGORITHMS)})",
+    )
     parser.add_argument("--seeds", type=int, help="number of seeds (default: from settings)")
     parser.add_argument("--workers", type=int, default=2, help="parallel local runs (joblib)")
     parser.add_argument(
@@ -184,19 +204,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "instead of mbrl's mbpo (starts over when interrupted)",
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("exp/compare"))
-    parser.add_argument("--quick", action="store_true", help="tiny budgets (under 3 minutes)")
+    parser.add_argument(
+        "--settings",
+        default="benchmark",
+        help="compare settings, conf/compare/NAME.yaml: benchmark (default), v2 (benchmark "
+        "v2: 5 seeds, the maze, the ablations) or quick",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny budgets (--settings quick)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args, extra = parser.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     try:
-        settings = load_settings("quick" if args.quick else "benchmark")
+        settings = load_settings("quick" if args.quick else args.settings)
         tasks = args.tasks or list(settings.default_tasks)
+        algorithms = args.algorithms or list(settings.get("algorithms", DEFAULT_ALGORITHMS))
         seeds = args.seeds or int(settings.seeds)
         out = args.out.absolute()
         commands = sweep_commands(
             settings,
             tasks,
-            args.algorithms,
+            algorithms,
             seeds,
             out,
             args.launcher,
