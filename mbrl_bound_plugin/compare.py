@@ -72,6 +72,7 @@ def sweep_commands(
     workers: int = 2,
     extra: Sequence[str] = (),
     resumable_mbpo: bool = False,
+    first_seed: int = 0,
 ) -> list[tuple[str, list[str]]]:
     """The ``mbrl-bound -m`` command lines of a comparison, one per (task, family).
 
@@ -80,7 +81,7 @@ def sweep_commands(
         tasks: task names (keys of ``settings.tasks``).
         algorithms: among ``bound``, ``mbpo``, ``pets`` and the ablations
             ``bound_no_model_term``, ``bound_no_policy_term``.
-        seeds: number of seeds (``0 .. seeds-1``).
+        seeds: number of seeds (``first_seed .. first_seed + seeds - 1``).
         out: root directory of the runs.
         launcher: ``joblib`` (local), ``slurm`` (submitit) or ``submitit-local``
             (submitit's local executor: every run of a sweep at once).
@@ -88,6 +89,8 @@ def sweep_commands(
         extra: more Hydra overrides for every run (e.g. ``device=cpu``).
         resumable_mbpo: run ``mbpo`` as ``algorithm=mbpo_resumable`` (same overrides
             file and settings), which checkpoints and resumes.
+        first_seed: the first seed (e.g. 100 for tuning runs kept apart from the
+            benchmark's seeds 0-4).
 
     Returns:
         ``(label, argv)`` pairs; ``argv`` excludes the program.
@@ -105,6 +108,8 @@ def sweep_commands(
         raise CompareError(f"unknown launcher {launcher!r}; choose from: {', '.join(LAUNCHERS)}")
     if seeds < 1 or workers < 1:
         raise CompareError(f"--seeds and --workers must be >= 1, got {seeds} and {workers}")
+    if first_seed < 0:
+        raise CompareError(f"--first-seed must be >= 0, got {first_seed}")
     commands = []
     for task in tasks:
         for family in dict.fromkeys(FAMILY[a] for a in algorithms):
@@ -115,7 +120,7 @@ def sweep_commands(
                 "-m",
                 f"algorithm={','.join(members)}",
                 f"overrides={settings.tasks[task][family]}",
-                f"seed={','.join(str(s) for s in range(seeds))}",
+                f"seed={','.join(str(s) for s in range(first_seed, first_seed + seeds))}",
                 f"experiment=compare_{task}",
                 f"hydra/launcher={LAUNCHERS[launcher]}",
                 f"hydra.sweep.dir={out / task / family}",
@@ -188,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{' '.join(DEFAULT_ALGORITHMS)})",
     )
     parser.add_argument("--seeds", type=int, help="number of seeds (default: from settings)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are FIRST_SEED, FIRST_SEED+1, ..."
+    )
     parser.add_argument("--workers", type=int, default=2, help="parallel local runs (joblib)")
     parser.add_argument(
         "--launcher",
@@ -230,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.workers,
             extra,
             resumable_mbpo=args.resumable_mbpo,
+            first_seed=args.first_seed,
         )
         if args.dry_run:
             for label, cmd in commands:

@@ -36,14 +36,12 @@ def test_bound_and_mbpo_share_settings_and_overrides_file(name, tmp_path):
         assert all(setting in argv for setting in settings.shared)
 
 
-@pytest.mark.parametrize("name", ["benchmark", "quick"])
-def test_every_compare_run_composes(name, tmp_path):
-    """Each sweep's overrides, with one value per swept key, compose to a valid config."""
+def _composed_runs(settings, tmp_path, algorithms, **kwargs):
+    """The config of every run of every sweep, composed and checked as ``mbrl-bound`` does."""
     from mbrl_bound_plugin.config import check_config
 
-    settings = load_settings(name)
     for _, argv in sweep_commands(
-        settings, list(settings.tasks), ["bound", "mbpo", "pets"], 1, tmp_path
+        settings, list(settings.tasks), algorithms, 1, tmp_path, **kwargs
     ):
         overrides = [a for a in argv if not a.startswith(("-m", "hydra.", "hydra/"))]
         for algorithm in argv[1].split("=")[1].split(","):
@@ -53,9 +51,50 @@ def test_every_compare_run_composes(name, tmp_path):
             with initialize_config_dir(version_base="1.1", config_dir=str(mbrl_bound_conf_dir())):
                 cfg = compose(config_name="main", overrides=single)
             check_config(cfg)
-            assert cfg.overrides.num_steps == int(
-                settings.per_task[cfg.experiment.removeprefix("compare_")][0].split("=")[1]
-            )
+            yield cfg
+
+
+@pytest.mark.parametrize("name", ["benchmark", "quick", "v2"])
+def test_every_compare_run_composes(name, tmp_path):
+    """Each sweep's overrides, with one value per swept key, compose to a valid config."""
+    settings = load_settings(name)
+    algorithms = list(settings.get("algorithms", ["bound", "mbpo", "pets"]))
+    seen = set()
+    for cfg in _composed_runs(settings, tmp_path, algorithms):
+        seen.add(cfg.algorithm.name)
+        budget = [
+            o for o in settings.per_task[cfg.experiment.removeprefix("compare_")]
+            if o.startswith("++overrides.num_steps=")
+        ]  # fmt: skip
+        if budget:
+            assert cfg.overrides.num_steps == int(budget[0].split("=")[1])
+    assert seen == set(algorithms)
+
+
+def test_v2_runs_inverted_pendulum_with_mbrls_own_mbpo_settings(tmp_path):
+    settings = load_settings("v2")
+    assert settings.seeds == 5
+    runs = list(_composed_runs(settings, tmp_path, ["bound", "mbpo"], resumable_mbpo=True))
+    pendulum = [c for c in runs if c.experiment == "compare_inv_pendulum"]
+    assert {c.algorithm.name for c in pendulum} == {"bound", "mbpo_resumable"}
+    for cfg in pendulum:  # mbrl's mbpo_inv_pendulum and gaussian_mlp_ensemble, untouched
+        assert cfg.overrides.effective_model_rollouts_per_step == 400
+        assert cfg.overrides.num_sac_updates_per_step == 10
+        assert cfg.overrides.sac_hidden_size == 256
+        assert cfg.algorithm.initial_exploration_steps == 5000
+        assert cfg.dynamics_model.ensemble_size == 7
+    maze = [c for c in runs if c.experiment == "compare_point_maze"]
+    assert {c.algorithm.initial_exploration_steps for c in maze} == {500}
+
+
+def test_first_seed_and_settings_name(tmp_path):
+    settings = load_settings("v2")
+    ((_, argv),) = sweep_commands(settings, ["point_maze"], ["bound"], 3, tmp_path, first_seed=100)
+    assert "seed=100,101,102" in argv
+    with pytest.raises(CompareError, match="first-seed"):
+        sweep_commands(settings, ["point_maze"], ["bound"], 3, tmp_path, first_seed=-1)
+    with pytest.raises(CompareError, match="choose from: benchmark, quick, v2"):
+        load_settings("v3")
 
 
 @pytest.mark.parametrize(
