@@ -321,3 +321,35 @@ def test_the_command_runs_pets_on_the_maze(run_cli, results):
     # the maze never terminates: one episode, cut at the time limit
     assert [float(r["env_step"]) for r in rows] == [float(MAX_EPISODE_STEPS)]
     assert float(rows[0]["episode_reward"]) >= 0.01 * MAX_EPISODE_STEPS - 1e-6
+
+
+def test_maze_exploration_counts_episodes_and_goal_visits(tmp_path):
+    """benchmarks/maze_exploration.py: episodes split where a run's buffer shows them
+    (time limits, and a cut-short exploration episode), goal visits counted per episode."""
+    import importlib.util
+
+    import mbrl.util
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "maze_exploration.py"
+    spec = importlib.util.spec_from_file_location("maze_exploration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    buffer = mbrl.util.ReplayBuffer(500, (2,), (2,))
+    start, goal = np.array(maze.START), np.array(maze.GOAL)
+    # episode 1: 150 steps, time limit; episode 2: cut after 50 steps (end of
+    # exploration); episode 3: 150 steps, in the goal at steps 10 and 11
+    for length, goal_steps, truncated_at_end in (
+        (150, (), True),
+        (50, (), False),
+        (150, (10, 11), True),
+    ):
+        pos = start.copy()
+        for t in range(length):
+            nxt = goal.copy() if t in goal_steps else start + 0.001 * (t + 1)
+            buffer.add(pos, np.zeros(2), nxt, 0.01, False, truncated_at_end and t == length - 1)
+            pos = nxt
+    buffer.save(tmp_path)
+    stats = module.exploration(tmp_path / "replay_buffer.npz")
+    assert stats["transitions"] == 350 and stats["episodes"] == 3
+    assert stats["goal_transitions"] == 2 and stats["goal_episodes"] == 1
+    assert stats["right_of_wall"] == pytest.approx(2 / 350)
