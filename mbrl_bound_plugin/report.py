@@ -4,18 +4,51 @@ Reads every mbrl-style run folder under ``DIR`` (any folder holding a ``results.
 next to Hydra's ``.hydra/config.yaml``: single runs, multirun sweeps ``0/``, ``1/``,
 ..., runs made by hand with ``mbrl-bound -m ...``) and writes
 
-- ``report.md``: per task and algorithm, the number of seeds and the final return's
-  mean, interquartile mean and 95% bootstrap confidence interval of the mean;
+- ``report.md``: per task and algorithm, for the final return and for the area under
+  the return curve, the number of seeds, the mean, the interquartile mean and an
+  interval; the paired difference of each algorithm against ``mbpo``, seed by seed; on
+  tasks with a success threshold, success rates; and the list of runs;
 - ``curves.png``: return against environment steps, one line and band per algorithm,
   one panel per task;
 - ``bound_diagnostics.png``: ``disc_accuracy`` and ``kl_estimate`` against environment
   steps for the ``algorithm=bound`` runs (not written when there are none).
 
-The final return of a run is the ``episode_reward`` of the last row of its
-``results.csv``: the last evaluation for MBPO and the bound, the last training episode
-for PETS (mbrl's PETS logs one row per episode). Runs of ``algorithm=mbpo_resumable``
-(MBPO in this package's loop, which checkpoints and resumes) are MBPO: they are listed,
-summarized and drawn as ``mbpo``.
+Definitions, per run (one seed):
+
+- final return: the ``episode_reward`` of the last row of its ``results.csv``: the last
+  evaluation for the MBPO family (``mbpo``, ``bound`` and its ablations), the last
+  training episode for PETS (mbrl's PETS logs one row per episode);
+- AUC, the area under the return curve: the mean return over training, that is the
+  trapezoidal area under ``episode_reward`` against ``env_step`` (linear between the
+  logged rows) divided by the width of the span. The span is the same for every run of
+  a task, from the largest first ``env_step`` to the smallest last ``env_step`` among
+  the task's runs (of every algorithm), so that the AUCs of a task compare; it is NaN
+  when that span is empty or a single step.
+
+Per task and algorithm, for both: the mean, the IQM (``scipy.stats.trim_mean(x, 0.25)``)
+and, with at least :data:`MIN_SEEDS_FOR_INTERVAL` seeds, the 95% percentile bootstrap
+interval of the mean over the seeds; with fewer seeds, too few for an interval, the
+range ``[min, max]`` of the seeds instead, labelled as such.
+
+Paired differences: every algorithm but ``mbpo`` and ``pets`` (``bound`` and its
+ablations, which share MBPO's loop, so that a seed is a pair) against ``mbpo``, per
+task, on the seeds both ran: the per-seed difference (algorithm minus mbpo) of the
+final return and of the AUC, its mean, the same interval rule applied to the per-seed
+differences (resampling the seeds' differences is the paired bootstrap), and how many
+seeds the algorithm wins, ties and loses.
+
+Success (tasks in :data:`SUCCESS_THRESHOLDS`): an episode succeeds when its return
+exceeds the task's threshold. On the maze (``mbrl_bound_plugin.maze``) an episode lasts
+``MAX_EPISODE_STEPS`` = 150 steps and never terminates; a step pays ``GOAL_REWARD`` = 1
+inside the goal disc and ``STEP_REWARD`` = 0.01 elsewhere, so an episode that never
+reaches the goal returns 1.5 and one that reaches it at least once returns at least
+2.49; the threshold is their midpoint, computed from those constants. Reported per
+algorithm: how many seeds' final episodes succeeded, the fraction of successful
+episodes among the last quarter of each run's rows averaged over seeds, and how many
+seeds succeeded at least once.
+
+Runs of ``algorithm=mbpo_resumable`` (MBPO in this package's loop, which checkpoints and
+resumes) are MBPO: they are listed, summarized and drawn as ``mbpo``.
 """
 
 from __future__ import annotations
@@ -24,7 +57,7 @@ import argparse
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +67,7 @@ import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
+from mbrl_bound_plugin import maze
 from mbrl_bound_plugin.errors import ReportError
 
 PROG = "mbrl-bound-report"
@@ -52,18 +86,51 @@ BOOTSTRAP_SEED = 0
 TRIM = 0.25  # proportion cut at each end for the interquartile mean
 MAX_LEGEND_ENTRIES = 12  # more bound runs on a task than this: no per-seed legend
 
+# Fewer seeds than this: the report shows the range [min, max] of the seeds, not an
+# interval (a bootstrap of 3 seeds is little more than their range).
+MIN_SEEDS_FOR_INTERVAL = 5
+INTERVAL_BOOTSTRAP = "bootstrap"  # kinds of interval, see seed_interval
+INTERVAL_RANGE = "range"
+# Paired differences: every algorithm but these two against BASELINE, seed by seed.
+BASELINE = "mbpo"
+NOT_PAIRED = ("mbpo", "pets")
+# Two values within this relative distance (of the larger, or of 1) are a tie.
+TIE_TOLERANCE = 1e-9
+LAST_FRACTION = 0.25  # success rate over this last fraction of each run's rows
+
+# The maze's episode returns: never in the goal, and in the goal for one step at least.
+MAZE_FAILURE_RETURN = maze.MAX_EPISODE_STEPS * maze.STEP_REWARD
+MAZE_LEAST_SUCCESS_RETURN = maze.GOAL_REWARD + (maze.MAX_EPISODE_STEPS - 1) * maze.STEP_REWARD
+# Task name: an episode succeeds when its return is above this.
+SUCCESS_THRESHOLDS: dict[str, float] = {
+    maze.ENV_ID: (MAZE_FAILURE_RETURN + MAZE_LEAST_SUCCESS_RETURN) / 2,
+}
+# Task name: how its threshold was chosen, for the report.
+SUCCESS_NOTES: dict[str, str] = {
+    maze.ENV_ID: (
+        f"{maze.MAX_EPISODE_STEPS} steps, no termination, reward {maze.GOAL_REWARD:g} per "
+        f"step in the goal disc and {maze.STEP_REWARD:g} elsewhere: an episode that never "
+        f"reaches the goal returns {MAZE_FAILURE_RETURN:.2f}, one that reaches it at least "
+        f"once at least {MAZE_LEAST_SUCCESS_RETURN:.2f}; the threshold is their midpoint"
+    ),
+}
+
 # Fixed colors, so an algorithm has the same color in every panel and every report.
-ALGORITHM_COLORS = {"bound": "tab:red", "mbpo": "tab:blue", "pets": "tab:green"}
-OTHER_COLORS = (
+ALGORITHM_COLORS = {
+    "bound": "tab:red",
+    "bound_no_model_term": "tab:orange",
+    "bound_no_policy_term": "tab:brown",
+    "mbpo": "tab:blue",
+    "pets": "tab:green",
+}
+OTHER_COLORS = (  # none of ALGORITHM_COLORS
     "tab:purple",
-    "tab:orange",
-    "tab:brown",
     "tab:pink",
     "tab:gray",
     "tab:olive",
     "tab:cyan",
 )
-ALGORITHM_ORDER = ("bound", "mbpo", "pets")
+ALGORITHM_ORDER = ("bound", "bound_no_model_term", "bound_no_policy_term", "mbpo", "pets")
 # Config names reported under another algorithm's name: the same algorithm.
 ALGORITHM_ALIASES = {"mbpo_resumable": "mbpo"}
 
@@ -158,7 +225,7 @@ def _read_run(path: Path, task_of: Callable[[omegaconf.DictConfig], str]) -> tup
 
 
 def _algorithm_key(name: str) -> tuple[int, str]:
-    """Sort key: bound, mbpo, pets first, then the others by name."""
+    """Sort key: in :data:`ALGORITHM_ORDER` first, then the others by name."""
     order = ALGORITHM_ORDER.index(name) if name in ALGORITHM_ORDER else len(ALGORITHM_ORDER)
     return order, name
 
@@ -180,8 +247,8 @@ def find_runs(
             :func:`default_task_of`.
 
     Returns:
-        The runs, sorted by task, algorithm (bound, mbpo, pets, then by name), seed and
-        path.
+        The runs, sorted by task, algorithm (:data:`ALGORITHM_ORDER`, then by name),
+        seed and path.
 
     Raises:
         ReportError: if ``root`` is not a directory, or holds no usable run.
@@ -291,11 +358,13 @@ def summarize(
         seed: seed of the bootstrap.
 
     Returns:
-        One row per ``(task, algorithm)`` (the index, sorted by task, then bound, mbpo,
-        pets, others), with columns ``seeds`` (number of runs), ``mean``, ``iqm``
-        (``scipy.stats.trim_mean(x, 0.25)``), ``ci_low``, ``ci_high`` (NaN for one
-        seed), ``final_step_min`` and ``final_step_max`` (the ``env_step`` of the runs'
-        last rows).
+        One row per ``(task, algorithm)`` (the index, sorted by task, then as
+        :data:`ALGORITHM_ORDER`, then others by name), with columns ``seeds`` (number
+        of runs), ``mean``, ``iqm`` (``scipy.stats.trim_mean(x, 0.25)``), ``ci_low``,
+        ``ci_high`` (the bootstrap interval of :func:`bootstrap_ci` whatever the number
+        of seeds, NaN for one seed; the report uses :func:`summarize_metrics`, which
+        gives the range below :data:`MIN_SEEDS_FOR_INTERVAL` seeds), ``final_step_min``
+        and ``final_step_max`` (the ``env_step`` of the runs' last rows).
     """
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
@@ -326,6 +395,416 @@ def summarize(
     return pd.DataFrame(rows).set_index(["task", "algorithm"])[columns]
 
 
+def _sorted_series(runs: Sequence[Run]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(env_step, episode_reward)`` of each run, sorted by step (stable)."""
+    series = []
+    for r in runs:
+        df = r.results.sort_values(STEP_COL, kind="stable")
+        series.append((df[STEP_COL].to_numpy(float), df[RETURN_COL].to_numpy(float)))
+    return series
+
+
+def common_span(runs: Sequence[Run]) -> tuple[float, float]:
+    """The range of environment steps all the runs cover.
+
+    Args:
+        runs: runs, e.g. every run of one task.
+
+    Returns:
+        ``(largest first env_step, smallest last env_step)``; the first exceeds the
+        second when the runs share no step.
+    """
+    return _span(_sorted_series(runs))
+
+
+def _span(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    return max(float(s[0]) for s, _ in series), min(float(s[-1]) for s, _ in series)
+
+
+def _returns_on_grid(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
+    """The grid of :func:`curve_on_grid` and each run's return on it (NaN outside the run)."""
+    series = _sorted_series(runs)
+    lo, hi = _span(series)
+    if lo > hi:
+        lo, hi = min(s[0] for s, _ in series), max(s[-1] for s, _ in series)
+    grid = np.unique(np.concatenate([s for s, _ in series]))
+    grid = grid[(grid >= lo) & (grid <= hi)]
+    ys = np.full((len(series), grid.size), np.nan)
+    for i, (s, y) in enumerate(series):
+        inside = (grid >= s[0]) & (grid <= s[-1])
+        ys[i, inside] = np.interp(grid[inside], s, y)
+    return grid, ys
+
+
+def area_under_curves(runs: Sequence[Run]) -> tuple[np.ndarray, float, float]:
+    """The AUC of each run: its mean return over the span that all the runs cover.
+
+    The span is :func:`common_span` of ``runs``; each run's return is linear between its
+    logged rows (as in :func:`curve_on_grid`, whose grid holds every run's steps in the
+    span, so the trapezoids are exact for each run) and the trapezoidal area under it
+    over the span is divided by the span's width.
+
+    Args:
+        runs: the runs to compare, e.g. every run of one task (all algorithms).
+
+    Returns:
+        ``(aucs, start, end)``: one AUC per run, in the order of ``runs`` (all NaN when
+        ``start >= end``: no span to average over), and the span.
+    """
+    if not runs:
+        return np.array([]), math.nan, math.nan
+    lo, hi = common_span(runs)
+    if not lo < hi:
+        return np.full(len(runs), math.nan), lo, hi
+    grid, ys = _returns_on_grid(runs)
+    areas = ((ys[:, 1:] + ys[:, :-1]) / 2 * np.diff(grid)).sum(axis=1)
+    return areas / (hi - lo), lo, hi
+
+
+def run_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run: its final return and its AUC over its task's common span.
+
+    Args:
+        runs: runs from :func:`find_runs`.
+
+    Returns:
+        Columns ``task``, ``algorithm``, ``seed``, ``path``, ``final`` (see
+        :func:`final_return`), ``auc`` (see :func:`area_under_curves`, over all the runs
+        of the task), ``auc_start`` and ``auc_end`` (the task's span), ``final_step``
+        (``env_step`` of the last row), ``first_step`` and ``last_step`` (the smallest
+        and largest ``env_step``), in the order of ``runs``.
+    """
+    rows = [
+        {
+            "task": r.task,
+            "algorithm": r.algorithm,
+            "seed": r.seed,
+            "path": r.path,
+            "final": final_return(r),
+            "auc": math.nan,
+            "auc_start": math.nan,
+            "auc_end": math.nan,
+            "final_step": float(r.results[STEP_COL].iloc[-1]),
+            "first_step": float(r.results[STEP_COL].min()),
+            "last_step": float(r.results[STEP_COL].max()),
+        }
+        for r in runs
+    ]
+    for task in dict.fromkeys(r.task for r in runs):
+        index = [i for i, r in enumerate(runs) if r.task == task]
+        aucs, start, end = area_under_curves([runs[i] for i in index])
+        for i, auc in zip(index, aucs, strict=True):
+            rows[i].update(auc=float(auc), auc_start=start, auc_end=end)
+    columns = ["task", "algorithm", "seed", "path", "final", "auc"]
+    columns += ["auc_start", "auc_end", "final_step", "first_step", "last_step"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def seed_interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    min_seeds: int = MIN_SEEDS_FOR_INTERVAL,
+) -> tuple[float, float, str]:
+    """An interval for the mean of per-seed values, or their range when they are few.
+
+    Args:
+        values: one value per seed (NaNs are dropped).
+        confidence: level of the bootstrap interval.
+        n_resamples: number of bootstrap resamples.
+        seed: seed of the bootstrap.
+        min_seeds: the fewest values that get a bootstrap interval.
+
+    Returns:
+        ``(low, high, kind)``: with ``min_seeds`` values or more, the percentile
+        bootstrap interval of the mean (:func:`bootstrap_ci`) and
+        :data:`INTERVAL_BOOTSTRAP`; with fewer, ``(min, max)`` and
+        :data:`INTERVAL_RANGE`; ``(nan, nan, "")`` with no value.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return math.nan, math.nan, ""
+    if x.size < min_seeds:
+        return float(x.min()), float(x.max()), INTERVAL_RANGE
+    low, high = bootstrap_ci(x, confidence, n_resamples, seed)
+    return low, high, INTERVAL_BOOTSTRAP
+
+
+def _describe(
+    values: Sequence[float] | np.ndarray,
+    prefix: str,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+) -> dict[str, float | int | str]:
+    """``{prefix}n``, ``_mean``, ``_iqm``, ``_low``, ``_high``, ``_interval`` of values."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    low, high, kind = seed_interval(x, confidence, n_resamples, seed)
+    empty = x.size == 0
+    return {
+        f"{prefix}n": int(x.size),
+        f"{prefix}mean": math.nan if empty else float(np.mean(x)),
+        f"{prefix}iqm": math.nan if empty else float(scipy.stats.trim_mean(x, TRIM)),
+        f"{prefix}low": low,
+        f"{prefix}high": high,
+        f"{prefix}interval": kind,
+    }
+
+
+def _indexed(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """Rows sorted by task and algorithm, indexed by them (an empty frame for no row)."""
+    rows = sorted(rows, key=lambda row: (row["task"], _algorithm_key(row["algorithm"])))
+    if not rows:
+        index = pd.MultiIndex.from_tuples([], names=["task", "algorithm"])
+        return pd.DataFrame(columns=columns, index=index)
+    return pd.DataFrame(rows).set_index(["task", "algorithm"])[columns]
+
+
+def summarize_metrics(
+    runs: Sequence[Run],
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> pd.DataFrame:
+    """Final return and AUC per task and algorithm, with an interval or the range.
+
+    Args:
+        runs: runs from :func:`find_runs`.
+        confidence: level of the bootstrap interval.
+        n_resamples: number of bootstrap resamples.
+        seed: seed of the bootstrap.
+
+    Returns:
+        One row per ``(task, algorithm)`` (the index, sorted as :func:`summarize`'s),
+        with, for ``m`` in ``final`` and ``auc``: ``m_n`` (seeds with a value),
+        ``m_mean``, ``m_iqm``, ``m_low``, ``m_high`` and ``m_interval`` (as
+        :func:`seed_interval`: a bootstrap interval from
+        :data:`MIN_SEEDS_FOR_INTERVAL` seeds, else the range); ``auc_start`` and
+        ``auc_end`` (the task's span), ``final_step_min`` and ``final_step_max``.
+    """
+    table = run_table(runs)
+    rows = []
+    for (task, algorithm), group in table.groupby(["task", "algorithm"], sort=False):
+        row: dict = {"task": task, "algorithm": algorithm}
+        for metric in ("final", "auc"):
+            row.update(_describe(group[metric], f"{metric}_", confidence, n_resamples, seed))
+        row.update(
+            auc_start=float(group["auc_start"].iloc[0]),
+            auc_end=float(group["auc_end"].iloc[0]),
+            final_step_min=float(group["final_step"].min()),
+            final_step_max=float(group["final_step"].max()),
+        )
+        rows.append(row)
+    stats = ["n", "mean", "iqm", "low", "high", "interval"]
+    columns = [f"{m}_{c}" for m in ("final", "auc") for c in stats]
+    return _indexed(rows, [*columns, "auc_start", "auc_end", "final_step_min", "final_step_max"])
+
+
+def _outcome(a: float, b: float) -> int:
+    """1 if ``a`` beats ``b``, -1 if it loses, 0 for a tie (:data:`TIE_TOLERANCE`)."""
+    if abs(a - b) <= TIE_TOLERANCE * max(abs(a), abs(b), 1.0):
+        return 0
+    return 1 if a > b else -1
+
+
+# Columns of paired_differences.
+PAIR_COLUMNS = (
+    *("task", "algorithm", "seed"),
+    *("final", "baseline_final", "final_diff"),
+    *("auc", "baseline_auc", "auc_diff"),
+)
+
+
+def paired_differences(runs: Sequence[Run], baseline: str = BASELINE) -> pd.DataFrame:
+    """Per task and seed, each algorithm's final return and AUC minus the baseline's.
+
+    The algorithms compared are all but :data:`NOT_PAIRED`, on the tasks where the
+    baseline ran. A seed is paired when the algorithm and the baseline each have exactly
+    one run of it on the task; other seeds (no partner, or a repeated run) are left out.
+
+    Args:
+        runs: runs from :func:`find_runs`.
+        baseline: the algorithm subtracted.
+
+    Returns:
+        One row per pair, sorted by task, algorithm and seed: ``task``, ``algorithm``,
+        ``seed``, ``final``, ``baseline_final``, ``final_diff``, ``auc``,
+        ``baseline_auc``, ``auc_diff``.
+    """
+    pairs, _ = _pairing(run_table(runs), baseline)
+    return pd.DataFrame(pairs, columns=list(PAIR_COLUMNS))
+
+
+def _seed_list(seeds: Iterable[int]) -> str:
+    """``seed 3`` or ``seeds 3, 7``."""
+    seeds = sorted(seeds)
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def _pairing(table: pd.DataFrame, baseline: str) -> tuple[list[dict], dict[tuple, str]]:
+    """The pairs of :func:`paired_differences` and, per (task, algorithm), who is left out."""
+    pairs: list[dict] = []
+    left_out: dict[tuple[str, str], str] = {}
+    keys = sorted(
+        {(t, a) for t, a in zip(table["task"], table["algorithm"], strict=True)},
+        key=lambda k: (k[0], _algorithm_key(k[1])),
+    )
+    for task, algorithm in keys:
+        base = table[(table["task"] == task) & (table["algorithm"] == baseline)]
+        if algorithm in NOT_PAIRED or algorithm == baseline or base.empty:
+            continue
+        mine = table[(table["task"] == task) & (table["algorithm"] == algorithm)]
+        repeated = {int(s) for s in mine["seed"][mine["seed"].duplicated()]}
+        repeated |= {int(s) for s in base["seed"][base["seed"].duplicated()]}
+        mine_seeds, base_seeds = set(map(int, mine["seed"])), set(map(int, base["seed"]))
+        notes = []
+        if alone := mine_seeds - base_seeds - repeated:
+            notes.append(f"{_seed_list(alone)}: no {baseline} run")
+        if alone := base_seeds - mine_seeds - repeated:
+            notes.append(f"{baseline} {_seed_list(alone)}: no {algorithm} run")
+        if repeated:
+            notes.append(f"{_seed_list(repeated)}: repeated runs")
+        left_out[(task, algorithm)] = "; ".join(notes)
+        for s in sorted(mine_seeds & base_seeds - repeated):
+            a = mine[mine["seed"] == s].iloc[0]
+            b = base[base["seed"] == s].iloc[0]
+            pairs.append(
+                {
+                    "task": task,
+                    "algorithm": algorithm,
+                    "seed": int(s),
+                    "final": a["final"],
+                    "baseline_final": b["final"],
+                    "final_diff": a["final"] - b["final"],
+                    "auc": a["auc"],
+                    "baseline_auc": b["auc"],
+                    "auc_diff": a["auc"] - b["auc"],
+                }
+            )
+    return pairs, left_out
+
+
+def summarize_paired(
+    runs: Sequence[Run],
+    baseline: str = BASELINE,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> pd.DataFrame:
+    """Mean paired difference against the baseline, its interval, wins, ties, losses.
+
+    Args:
+        runs: runs from :func:`find_runs`.
+        baseline: the algorithm subtracted (see :func:`paired_differences`).
+        confidence: level of the bootstrap interval.
+        n_resamples: number of bootstrap resamples.
+        seed: seed of the bootstrap.
+
+    Returns:
+        One row per ``(task, algorithm)`` compared (the index): ``pairs`` (seeds
+        paired), ``left_out`` (the seeds not paired and why, ``""`` for none) and, for
+        ``m`` in ``final`` and ``auc``: ``m_n``, ``m_mean``, ``m_iqm``, ``m_low``,
+        ``m_high``, ``m_interval`` of the per-seed differences (as
+        :func:`summarize_metrics`; resampling the seeds' differences makes the
+        bootstrap a paired one), and ``m_wins``, ``m_ties``, ``m_losses`` (seeds where
+        the algorithm is above, level with, below the baseline).
+    """
+    pairs, left_out = _pairing(run_table(runs), baseline)
+    frame = pd.DataFrame(pairs, columns=list(PAIR_COLUMNS))
+    rows = []
+    for (task, algorithm), notes in left_out.items():
+        mine = frame[(frame["task"] == task) & (frame["algorithm"] == algorithm)]
+        row: dict = {"task": task, "algorithm": algorithm, "pairs": len(mine), "left_out": notes}
+        for metric in ("final", "auc"):
+            diffs = mine[f"{metric}_diff"]
+            row.update(_describe(diffs, f"{metric}_", confidence, n_resamples, seed))
+            outcomes = [
+                _outcome(a, b)
+                for a, b in zip(mine[metric], mine[f"baseline_{metric}"], strict=True)
+                if not (math.isnan(a) or math.isnan(b))
+            ]
+            row[f"{metric}_wins"] = outcomes.count(1)
+            row[f"{metric}_ties"] = outcomes.count(0)
+            row[f"{metric}_losses"] = outcomes.count(-1)
+        rows.append(row)
+    stats = ["n", "mean", "iqm", "low", "high", "interval", "wins", "ties", "losses"]
+    columns = ["pairs", *[f"{m}_{c}" for m in ("final", "auc") for c in stats], "left_out"]
+    return _indexed(rows, columns)
+
+
+def is_success(returns: Sequence[float] | np.ndarray, threshold: float) -> np.ndarray:
+    """Which episode returns count as a success: those above ``threshold``.
+
+    Args:
+        returns: episode returns.
+        threshold: the task's threshold (:data:`SUCCESS_THRESHOLDS`).
+
+    Returns:
+        A boolean array, one per return.
+    """
+    return np.asarray(returns, dtype=float) > threshold
+
+
+def last_rows(n_rows: int, fraction: float = LAST_FRACTION) -> int:
+    """How many rows make the last ``fraction`` of a run: ``ceil(fraction * n)``, at least 1.
+
+    Args:
+        n_rows: the run's number of rows.
+        fraction: the fraction, in (0, 1].
+
+    Returns:
+        The number of rows, between 1 and ``n_rows`` (1 when ``n_rows`` is 0).
+    """
+    return max(1, math.ceil(fraction * n_rows))
+
+
+def success_rates(
+    runs: Sequence[Run], thresholds: Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """Success rates per algorithm on the tasks that have a success threshold.
+
+    Each row of ``results.csv`` is one episode (an evaluation episode for the MBPO
+    family, with ``num_eval_episodes: 1``; a training episode for PETS); it succeeds
+    when its ``episode_reward`` is above the task's threshold (:func:`is_success`).
+
+    Args:
+        runs: runs from :func:`find_runs`.
+        thresholds: task name to threshold; ``None`` uses :data:`SUCCESS_THRESHOLDS`.
+
+    Returns:
+        One row per ``(task, algorithm)`` (the index) of the tasks in ``thresholds``:
+        ``threshold``, ``seeds``, ``final_successes`` (seeds whose last row succeeded),
+        ``last_rate`` (per seed, the fraction of successes among its last
+        :func:`last_rows` rows, then the mean over seeds) and ``ever_successes`` (seeds
+        with at least one successful row).
+    """
+    thresholds = SUCCESS_THRESHOLDS if thresholds is None else thresholds
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        if r.task in thresholds:
+            groups.setdefault((r.task, r.algorithm), []).append(r)
+    rows = []
+    for (task, algorithm), group in groups.items():
+        threshold = float(thresholds[task])
+        successes = [is_success(r.results[RETURN_COL], threshold) for r in group]
+        rows.append(
+            {
+                "task": task,
+                "algorithm": algorithm,
+                "threshold": threshold,
+                "seeds": len(group),
+                "final_successes": sum(bool(s[-1]) for s in successes),
+                "last_rate": float(np.mean([s[-last_rows(s.size) :].mean() for s in successes])),
+                "ever_successes": sum(bool(s.any()) for s in successes),
+            }
+        )
+    columns = ["threshold", "seeds", "final_successes", "last_rate", "ever_successes"]
+    return _indexed(rows, columns)
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -344,21 +823,237 @@ def _shown_path(path: Path, base: Path) -> str:
         return str(path.resolve())
 
 
+def _signed(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:+.2f}"
+
+
+def _interval(low: float, high: float, kind: str, pct: str) -> str:
+    """A table cell: ``95% bootstrap [low, high]``, ``range [min, max]`` or ``n/a``."""
+    if kind == INTERVAL_BOOTSTRAP:
+        return f"{pct} bootstrap [{_num(low)}, {_num(high)}]"
+    if kind == INTERVAL_RANGE:
+        return f"range [{_num(low)}, {_num(high)}]"
+    return "n/a"
+
+
+def _interval_notes(kinds: Iterable[str], what: str, count: str, pct: str) -> list[str]:
+    """What the interval cells of a table mean, for the kinds it shows.
+
+    Args:
+        kinds: the tables' interval kinds (:func:`seed_interval`).
+        what: the quantity, e.g. ``final return``.
+        count: the column that holds n, e.g. ``seeds``.
+        pct: the confidence level, e.g. ``95%``.
+
+    Returns:
+        A paragraph and a blank line, or nothing for no interval.
+    """
+    kinds = set(kinds)
+    notes = []
+    if INTERVAL_BOOTSTRAP in kinds:
+        notes.append(
+            f"{pct} bootstrap: {pct} percentile bootstrap interval of the mean {what} over "
+            f"the n seeds (n: the {count} column, n ≥ {MIN_SEEDS_FOR_INTERVAL})."
+        )
+    if INTERVAL_RANGE in kinds:
+        notes.append(
+            f"range: [min, max] of the {what} over the n seeds (n: the {count} column), not "
+            f"an interval: fewer than {MIN_SEEDS_FOR_INTERVAL} seeds are too few for one."
+        )
+    return [" ".join(notes), ""] if notes else []
+
+
+def _table(header: Sequence[str], align: str, rows: Iterable[Sequence[str]]) -> list[str]:
+    """Markdown table lines; ``align`` has one ``l`` or ``r`` per column."""
+    lines = [f"| {' | '.join(header)} |"]
+    lines.append("|" + "|".join("---" if a == "l" else "---:" for a in align) + "|")
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return [*lines, ""]
+
+
+def _preamble(pct: str, n_resamples: int, seed: int, thresholds: Mapping[str, float]) -> list[str]:
+    """The method, at the top of report.md."""
+    lines = [
+        "Per run (one seed), from its `results.csv`:",
+        "",
+        f"- **final return**: `{RETURN_COL}` of the last row (the last evaluation for the "
+        "MBPO family: mbpo, bound and its ablations; the last training episode for pets);",
+        "- **AUC**, the area under the return curve: the mean return over training, i.e. "
+        f"the trapezoidal area under `{RETURN_COL}` against `{STEP_COL}` (linear between "
+        "logged rows) divided by the width of the span. The span is the same for all the "
+        "runs of a task, whatever their algorithm: from the largest first to the smallest "
+        f"last `{STEP_COL}` among them (given under each task, with the runs that set it).",
+        "",
+        "Per task and algorithm, over its n seeds:",
+        "",
+        "- **mean** and **IQM**, the interquartile mean (`scipy.stats.trim_mean(x, "
+        f"{TRIM})`: it cuts floor({TRIM} n) seeds at each end, so it equals the mean below "
+        "4 seeds); the best mean of a table in bold (when there is more than one "
+        "algorithm);",
+        f"- **interval**: with n ≥ {MIN_SEEDS_FOR_INTERVAL} (`MIN_SEEDS_FOR_INTERVAL`), "
+        f"`{pct} bootstrap [low, high]`, the {pct} percentile bootstrap interval of the "
+        f"mean over the n seeds (`scipy.stats.bootstrap`, {n_resamples} resamples, seed "
+        f"{seed}; with 5 to 10 seeds it tends to be narrower than a {pct} interval "
+        "should be); with fewer seeds, too few for an interval, `range [min, max]`: the "
+        "lowest and highest value of the seeds, not an interval;",
+        f"- **env steps**: `{STEP_COL}` of the runs' last rows.",
+        "",
+        f"**Paired difference against {BASELINE}**: for every algorithm but "
+        f"{' and '.join(NOT_PAIRED)}, seed by seed, the algorithm's run minus {BASELINE}'s "
+        "run with the same seed, of the final return and of the AUC, on the seeds that "
+        "both ran exactly once (the others are listed as left out); the mean difference, "
+        "the interval above applied to the per-seed differences (the bootstrap resamples "
+        "seeds, keeping each seed's pair together) and wins/ties/losses: the seeds where "
+        f"the algorithm is above, level with, below {BASELINE}.",
+        "",
+    ]
+    if thresholds:
+        lines += [
+            "**Success**, on tasks with a success threshold: an episode (a row of "
+            "`results.csv`) succeeds when its return is above the threshold. Final "
+            "episode: the seeds whose last row succeeded, of n; last quarter of rows: per "
+            f"seed, the fraction of successes among its last ceil({LAST_FRACTION} × rows) "
+            "rows, averaged over the seeds; ever: the seeds with at least one successful "
+            "row, of n.",
+            "",
+        ]
+    return lines
+
+
+def _interval_cell(row: pd.Series, metric: str, pct: str) -> str:
+    """The interval cell of ``metric`` (``final`` or ``auc``) in a summary row."""
+    return _interval(row[f"{metric}_low"], row[f"{metric}_high"], row[f"{metric}_interval"], pct)
+
+
+def _who(runs: pd.DataFrame) -> str:
+    """``pets seed 0`` for one run, ``bound, mbpo (10 runs)`` for several."""
+    if len(runs) == 1:
+        return f"{runs['algorithm'].iloc[0]} seed {runs['seed'].iloc[0]}"
+    algorithms = sorted(set(runs["algorithm"]), key=_algorithm_key)
+    return f"{', '.join(algorithms)} ({len(runs)} runs)"
+
+
+def _span_lines(runs: pd.DataFrame) -> list[str]:
+    """The task's AUC span and the runs that set it (``runs``: its rows of run_table)."""
+    start, end = runs["auc_start"].iloc[0], runs["auc_end"].iloc[0]
+    limits = []
+    if runs["first_step"].nunique() > 1:
+        limits.append(f"the latest to start: {_who(runs[runs['first_step'] == start])}")
+    if runs["last_step"].nunique() > 1:
+        limits.append(f"the first to end: {_who(runs[runs['last_step'] == end])}")
+    n_runs = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    if start < end:
+        text = f"AUC span: env steps {start:g}–{end:g}, common to the task's {n_runs}"
+    else:
+        text = (
+            f"AUC: n/a, the task's {n_runs} share no span of env steps (largest first step "
+            f"{start:g}, smallest last step {end:g})"
+        )
+    if limits:
+        text += f"; {', '.join(limits)}"
+    return [f"{text}.", ""]
+
+
+def _metric_lines(stats: pd.DataFrame, pct: str) -> list[str]:
+    """The final return and AUC tables of a task (``stats``: its summarize_metrics rows)."""
+    lines = []
+    for metric, title in (("final", "Final return"), ("auc", "AUC (mean return over the span)")):
+        best = stats[f"{metric}_mean"].max()
+        rows = []
+        for (_, algorithm), row in stats.iterrows():
+            mean = _num(row[f"{metric}_mean"])
+            if row[f"{metric}_mean"] == best and len(stats) > 1:
+                mean = f"**{mean}**"
+            cells = [algorithm, str(int(row["final_n"])), mean, _num(row[f"{metric}_iqm"])]
+            cells.append(_interval_cell(row, metric, pct))
+            if metric == "final":
+                cells.append(_steps(row["final_step_min"], row["final_step_max"]))
+            rows.append(cells)
+        header = ["algorithm", "seeds", "mean", "IQM", "interval"]
+        if metric == "final":
+            header, align = [*header, "env steps"], "lrrrlr"
+        else:
+            align = "lrrrl"
+        what = "final return" if metric == "final" else "AUC"
+        lines += [f"### {title}", "", *_table(header, align, rows)]
+        lines += _interval_notes(stats[f"{metric}_interval"], what, "seeds", pct)
+    return lines
+
+
+def _paired_lines(paired: pd.DataFrame, pairs: pd.DataFrame, pct: str) -> list[str]:
+    """A task's paired differences: summary, left-out seeds, the per-seed table."""
+    lines = [f"### Paired difference against {BASELINE}", ""]
+    header = ["algorithm", "pairs"]
+    for name in ("final return", "AUC"):
+        header += [f"{name}: mean difference", f"{name}: interval", f"{name}: wins/ties/losses"]
+    rows = []
+    for (_, algorithm), row in paired.iterrows():
+        cells = [algorithm, str(int(row["pairs"]))]
+        for m in ("final", "auc"):
+            cells += [_signed(row[f"{m}_mean"]), _interval_cell(row, m, pct)]
+            cells.append(f"{row[f'{m}_wins']}/{row[f'{m}_ties']}/{row[f'{m}_losses']}")
+        rows.append(cells)
+    lines += _table(header, "lrrlrrlr", rows)
+    kinds = [*paired["final_interval"], *paired["auc_interval"]]
+    lines += _interval_notes(kinds, f"difference algorithm − {BASELINE}", "pairs", pct)
+    left_out = [f"{a}: {notes}" for (_, a), notes in paired["left_out"].items() if notes]
+    if left_out:
+        lines += [f"Left out of the pairs: {'; '.join(left_out)}.", ""]
+    if not pairs.empty:
+        header = ["algorithm", "seed", "final return", f"{BASELINE} final return", "difference"]
+        header += ["AUC", f"{BASELINE} AUC", "difference"]
+        rows = [
+            [p.algorithm, str(p.seed), _num(p.final), _num(p.baseline_final)]
+            + [_signed(p.final_diff), _num(p.auc), _num(p.baseline_auc), _signed(p.auc_diff)]
+            for p in pairs.itertuples()
+        ]
+        lines += [f"Per seed, algorithm − {BASELINE}:", "", *_table(header, "lrrrrrrr", rows)]
+    return lines
+
+
+def _success_lines(task: str, success: pd.DataFrame) -> list[str]:
+    """A task's success rates (``success``: its success_rates rows)."""
+    threshold = success["threshold"].iloc[0]
+    lines = [f"### Success (episode return > {threshold:.4g})", ""]
+    if task in SUCCESS_NOTES:
+        lines += [f"{SUCCESS_NOTES[task]}.", ""]
+    rows = [
+        [
+            algorithm,
+            str(int(row["seeds"])),
+            f"{int(row['final_successes'])}/{int(row['seeds'])}",
+            _num(row["last_rate"]),
+            f"{int(row['ever_successes'])}/{int(row['seeds'])}",
+        ]
+        for (_, algorithm), row in success.iterrows()
+    ]
+    header = ["algorithm", "seeds", "final episode", "last quarter of rows", "ever"]
+    return [*lines, *_table(header, "lrrrr", rows)]
+
+
 def write_report(
     runs: Sequence[Run],
     out_dir: str | Path,
     confidence: float = CONFIDENCE,
     n_resamples: int = N_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    success_thresholds: Mapping[str, float] | None = None,
 ) -> Path:
-    """Writes ``out_dir/report.md``: one table per task, the runs used, the method.
+    """Writes ``out_dir/report.md``: the method, one section per task, the runs used.
+
+    A task's section has the final return and AUC tables (:func:`summarize_metrics`),
+    the paired differences against :data:`BASELINE` (:func:`summarize_paired` and
+    :func:`paired_differences`) when it has baseline runs and runs to compare with them,
+    and the success rates (:func:`success_rates`) when it has a success threshold.
 
     Args:
         runs: runs from :func:`find_runs`.
         out_dir: the directory to write to (created if needed).
-        confidence: level of the bootstrap confidence interval.
+        confidence: level of the bootstrap intervals.
         n_resamples: number of bootstrap resamples.
         seed: seed of the bootstrap.
+        success_thresholds: task name to success threshold; ``None`` uses
+            :data:`SUCCESS_THRESHOLDS`.
 
     Returns:
         The path of ``report.md``.
@@ -370,55 +1065,42 @@ def write_report(
         raise ReportError("no runs to report")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = summarize(runs, confidence, n_resamples, seed)
+    thresholds = SUCCESS_THRESHOLDS if success_thresholds is None else success_thresholds
+    per_run = run_table(runs)
+    stats = summarize_metrics(runs, confidence, n_resamples, seed)
+    paired = summarize_paired(runs, BASELINE, confidence, n_resamples, seed)
+    pairs = paired_differences(runs, BASELINE)
+    success = success_rates(runs, thresholds)
     pct = f"{confidence * 100:g}%"
 
     lines = ["# Comparison of algorithms", ""]
-    lines += [
-        f"Final return per seed: `{RETURN_COL}` of the last row of each run's `results.csv` "
-        "(the last evaluation for mbpo and bound, the last training episode for pets). "
-        f"IQM: interquartile mean, `scipy.stats.trim_mean(x, {TRIM})` (cuts "
-        f"floor({TRIM} n) seeds at each end, so it equals the mean below 4 seeds). "
-        f"{pct} CI: percentile bootstrap confidence interval of the mean "
-        f"(`scipy.stats.bootstrap`, {n_resamples} resamples, seed {seed}; n/a for one "
-        "seed). Env steps: `env_step` of the runs' last rows. Best mean per task in bold "
-        "(when there is more than one algorithm).",
-        "",
-    ]
-    for task, sub in table.groupby(level="task", sort=False):
-        best = sub["mean"].max()
+    lines += _preamble(pct, n_resamples, seed, thresholds)
+    for task, sub in stats.groupby(level="task", sort=False):
         lines += [f"## {task}", ""]
-        lines += [
-            f"| algorithm | seeds | mean | IQM | {pct} CI | env steps |",
-            "|---|---:|---:|---:|---|---:|",
-        ]
-        for (_, algorithm), row in sub.iterrows():
-            mean = _num(row["mean"])
-            if row["mean"] == best and len(sub) > 1:
-                mean = f"**{mean}**"
-            ci = (
-                "n/a"
-                if math.isnan(row["ci_low"])
-                else f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
-            )
-            steps = _steps(row["final_step_min"], row["final_step_max"])
-            lines.append(
-                f"| {algorithm} | {int(row['seeds'])} | {mean} | {_num(row['iqm'])} "
-                f"| {ci} | {steps} |"
-            )
-        lines.append("")
+        lines += _span_lines(per_run[per_run["task"] == task])
+        lines += _metric_lines(sub, pct)
+        task_paired = paired[paired.index.get_level_values("task") == task]
+        if not task_paired.empty:
+            lines += _paired_lines(task_paired, pairs[pairs["task"] == task], pct)
+        task_success = success[success.index.get_level_values("task") == task]
+        if not task_success.empty:
+            lines += _success_lines(str(task), task_success)
 
     lines += ["## Runs", ""]
-    lines += [
-        "| task | algorithm | seed | final return | env steps | folder |",
-        "|---|---|---:|---:|---:|---|",
+    rows = [
+        [
+            r.task,
+            r.algorithm,
+            str(r.seed),
+            _num(r.final),
+            _num(r.auc),
+            f"{r.final_step:g}",
+            f"`{_shown_path(r.path, out_dir)}`",
+        ]
+        for r in per_run.itertuples()
     ]
-    for r in runs:
-        lines.append(
-            f"| {r.task} | {r.algorithm} | {r.seed} | {_num(final_return(r))} "
-            f"| {r.results[STEP_COL].iloc[-1]:g} | `{_shown_path(r.path, out_dir)}` |"
-        )
-    lines.append("")
+    header = ["task", "algorithm", "seed", "final return", "AUC", "env steps", "folder"]
+    lines += _table(header, "llrrrrl", rows)
 
     path = out_dir / REPORT_FILE
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -429,7 +1111,7 @@ def write_report(
 
 
 def algorithm_colors(algorithms: Iterable[str]) -> dict[str, str]:
-    """Fixed colors: bound red, mbpo blue, pets green, the others by sorted name.
+    """Fixed colors (:data:`ALGORITHM_COLORS`), the others by sorted name.
 
     Args:
         algorithms: algorithm names.
@@ -461,20 +1143,7 @@ def curve_on_grid(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarr
         ``(steps, mean, low, high)``: the grid and, at each point, the mean, minimum and
         maximum of the return over the runs.
     """
-    series = []
-    for r in runs:
-        df = r.results.sort_values(STEP_COL, kind="stable")
-        series.append((df[STEP_COL].to_numpy(float), df[RETURN_COL].to_numpy(float)))
-    lo = max(s[0] for s, _ in series)
-    hi = min(s[-1] for s, _ in series)
-    if lo > hi:
-        lo, hi = min(s[0] for s, _ in series), max(s[-1] for s, _ in series)
-    grid = np.unique(np.concatenate([s for s, _ in series]))
-    grid = grid[(grid >= lo) & (grid <= hi)]
-    ys = np.full((len(series), grid.size), np.nan)
-    for i, (s, y) in enumerate(series):
-        inside = (grid >= s[0]) & (grid <= s[-1])
-        ys[i, inside] = np.interp(grid[inside], s, y)
+    grid, ys = _returns_on_grid(runs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
         return grid, np.nanmean(ys, axis=0), np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
@@ -590,6 +1259,7 @@ def make_report(
     root: str | Path,
     out_dir: str | Path | None = None,
     task_of: Callable[[omegaconf.DictConfig], str] | None = None,
+    success_thresholds: Mapping[str, float] | None = None,
 ) -> list[Path]:
     """Finds the runs under ``root`` and writes the report and both plots.
 
@@ -597,6 +1267,8 @@ def make_report(
         root: the directory of run folders.
         out_dir: where to write; ``None`` writes into ``root``.
         task_of: task name of a run's config; ``None`` uses :func:`default_task_of`.
+        success_thresholds: task name to success threshold (names as ``task_of``
+            gives them); ``None`` uses :data:`SUCCESS_THRESHOLDS`.
 
     Returns:
         The paths written: ``report.md``, ``curves.png`` and, when there are bound
@@ -611,7 +1283,10 @@ def make_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportError(f"cannot create {out}: {e.strerror or e}") from e
-    written = [write_report(runs, out), plot_curves(runs, out / CURVES_FILE)]
+    written = [
+        write_report(runs, out, success_thresholds=success_thresholds),
+        plot_curves(runs, out / CURVES_FILE),
+    ]
     diagnostics = plot_bound_diagnostics(runs, out / DIAGNOSTICS_FILE)
     if diagnostics is not None:
         written.append(diagnostics)

@@ -105,12 +105,28 @@ def runs_dir(tmp_path: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def table_rows(markdown: str, task: str) -> dict[str, list[str]]:
-    """The cells of the table under ``## task``, keyed by algorithm."""
-    section = markdown.split(f"## {task}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")][2:]
-    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
-    return {c[0]: c[1:] for c in cells}
+def task_section(markdown: str, task: str) -> str:
+    """The text under ``## task``, up to the next ``## `` heading."""
+    return markdown.split(f"## {task}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def tables(text: str) -> list[list[list[str]]]:
+    """The markdown tables in ``text``: rows of cells, header and separator left out."""
+    found: list[list[list[str]]] = []
+    previous = ""
+    for line in text.splitlines():
+        if line.startswith("|") and not previous.startswith("|"):
+            found.append([])
+        if line.startswith("|"):
+            found[-1].append([c.strip() for c in line.strip().strip("|").split("|")])
+        previous = line
+    return [table[2:] for table in found]
+
+
+def table_rows(markdown: str, task: str, heading: str = "Final return") -> dict[str, list[str]]:
+    """The cells of the first table under ``### heading`` of ``## task``, by first cell."""
+    section = task_section(markdown, task).split(f"### {heading}", 1)[1].split("\n### ", 1)[0]
+    return {cells[0]: cells[1:] for cells in tables(section)[0]}
 
 
 def is_png(path: pathlib.Path) -> bool:
@@ -176,16 +192,20 @@ def test_write_report_table(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> N
     text = path.read_text()
     rows = table_rows(text, TASK)
     assert list(rows) == ["bound", "mbpo", "pets"]
-    # seeds | mean | IQM | CI | env steps; the best mean (mbpo's 26.5) in bold.
+    # seeds | mean | IQM | interval | env steps; the best mean (mbpo's 26.5) in bold.
     assert rows["bound"][:3] == ["3", "20.00", "20.00"]
     assert rows["mbpo"][:3] == ["4", "**26.50**", "2.50"]
     assert rows["pets"][:3] == ["2", "6.00", "6.00"]
     assert rows["bound"][4] == "299"
     assert rows["pets"][4] == "240–242"  # seeds ending at different steps show the range
-    low, high = (float(v) for v in rows["bound"][3].strip("[]").split(","))
-    assert 10.0 <= low <= 20.0 <= high <= 30.0
+    # Fewer than 5 seeds: the range of the seeds, labelled so, not an interval.
+    assert rows["bound"][3] == "range [10.00, 30.00]"
+    assert rows["mbpo"][3] == "range [1.00, 100.00]"
+    assert rows["pets"][3] == "range [5.00, 7.00]"
+    assert "too few" in task_section(text, TASK).split("### AUC", 1)[0]
+    assert "bootstrap [" not in task_section(text, TASK) and "95% CI" not in text
     cartpole = table_rows(text, "CartPoleEnv")
-    assert cartpole["pets"] == ["1", "50.00", "50.00", "n/a", "240"]  # alone: not bold
+    assert cartpole["pets"] == ["1", "50.00", "50.00", "range [50.00, 50.00]", "240"]  # not bold
     assert "10000 resamples, seed 0" in text
     assert "trim_mean" in text
     for r in runs:  # every run folder is listed
@@ -283,3 +303,276 @@ def test_cli_bad_dir_is_one_line_exit_2(tmp_path: pathlib.Path) -> None:
     assert len(lines) == 1
     assert lines[0].startswith("mbrl-bound-report: error: ") and "does not exist" in lines[0]
     assert proc.stdout == ""
+
+
+# ------------------------------------------------------------ AUC, intervals, pairs
+
+
+def bare_run(steps: list[float], returns: list[float], algorithm: str = "pets") -> report.Run:
+    df = pd.DataFrame({"env_step": steps, "episode_reward": returns})
+    return report.Run(pathlib.Path("."), algorithm, TASK, 0, df)
+
+
+def test_auc_is_the_mean_return_over_the_common_span() -> None:
+    # a: 0 -> 100 over steps 0..100, then flat at 100 to step 200.
+    # b: 10 from step 50 to 150, then up to 40 at step 300.
+    # Common span: 50 (b's first step) to 200 (a's last step), width 150.
+    # a: from (50, 50) to (100, 100), area 3750; flat 100 over 100..200, area 10000.
+    # b: flat 10 over 50..150, area 1000; from (150, 10) to (200, 20), area 750.
+    a = bare_run([0.0, 100.0, 200.0], [0.0, 100.0, 100.0])
+    b = bare_run([50.0, 150.0, 300.0], [10.0, 10.0, 40.0])
+    aucs, start, end = report.area_under_curves([a, b])
+    assert (start, end) == (50.0, 200.0)
+    np.testing.assert_allclose(aucs, [(3750 + 10000) / 150, (1000 + 750) / 150])
+    # Alone, a covers 0..200: the span follows the runs passed.
+    aucs, start, end = report.area_under_curves([a])
+    assert (start, end) == (0.0, 200.0)
+    np.testing.assert_allclose(aucs, [(5000 + 10000) / 200])
+    # Rows out of step order: the curve is the same.
+    shuffled = bare_run([200.0, 0.0, 100.0], [100.0, 0.0, 100.0])
+    np.testing.assert_allclose(report.area_under_curves([shuffled])[0], [75.0])
+
+
+def test_auc_without_a_common_span_is_nan() -> None:
+    aucs, start, end = report.area_under_curves(
+        [bare_run([0.0, 10.0], [1.0, 1.0]), bare_run([20.0, 30.0], [2.0, 2.0])]
+    )
+    assert (start, end) == (20.0, 10.0)
+    assert np.isnan(aucs).all()
+    aucs, _, _ = report.area_under_curves([bare_run([5.0], [1.0])])  # a single step
+    assert np.isnan(aucs).all()
+
+
+def test_auc_span_is_the_tasks_not_the_algorithms(
+    runs_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    # Bound and mbpo log at 99, 199, 299, returning final / 4, final / 2, final; pets
+    # seed 0 ends at step 240, the earliest end on the task, so every run of the task is
+    # averaged over 99..240: from f/4 to f/2 over 100 steps, then 41 steps from f/2
+    # towards f (slope f/200), reaching f/2 + 41 f/200.
+    def expected(f: float) -> float:
+        area = (f / 4 + f / 2) / 2 * 100 + (f / 2 + f / 2 + 41 * f / 200) / 2 * 41
+        return area / (240 - 99)
+
+    table = report.run_table(report.find_runs(runs_dir))
+    on_task = table[table["task"] == TASK]
+    assert set(on_task["auc_start"]) == {99.0} and set(on_task["auc_end"]) == {240.0}
+    for algorithm, finals in (("bound", BOUND_FINALS), ("mbpo", MBPO_FINALS)):
+        got = on_task[on_task["algorithm"] == algorithm]["auc"]
+        np.testing.assert_allclose(got, [expected(f) for f in finals])
+    stats = report.summarize_metrics(report.find_runs(runs_dir))
+    assert stats.loc[(TASK, "bound"), "auc_mean"] == pytest.approx(expected(20.0))
+    text = report.write_report(report.find_runs(runs_dir), tmp_path / "out").read_text()
+    assert (
+        "AUC span: env steps 99–240, common to the task's 9 runs; the latest to start: "
+        "bound, mbpo (7 runs), the first to end: pets seed 0." in task_section(text, TASK)
+    )
+    # CartPole's single run: its own span, 17..240, over four pets episodes.
+    cartpole = table[table["task"] == "CartPoleEnv"].iloc[0]
+    area = (1 + 2) / 2 * 22 + (2 + 3) / 2 * 61 + (3 + 50) / 2 * 140
+    assert cartpole["auc"] == pytest.approx(area / (240 - 17))
+
+
+def test_seed_interval_is_the_range_below_five_seeds() -> None:
+    assert report.MIN_SEEDS_FOR_INTERVAL == 5
+    assert report.seed_interval([3.0, 1.0, 2.0, 8.0]) == (1.0, 8.0, report.INTERVAL_RANGE)
+    assert report.seed_interval([4.0]) == (4.0, 4.0, report.INTERVAL_RANGE)
+    values = [1.0, 2.0, 3.0, 8.0, 6.0]
+    low, high, kind = report.seed_interval(values)
+    assert kind == report.INTERVAL_BOOTSTRAP
+    assert (low, high) == report.bootstrap_ci(values)
+    assert 1.0 < low < np.mean(values) < high < 8.0  # the mean of 5 resampled seeds
+    nan_low, nan_high, none = report.seed_interval([])
+    assert math.isnan(nan_low) and math.isnan(nan_high) and none == ""
+    # NaNs are dropped before counting seeds.
+    assert report.seed_interval([1.0, math.nan, 2, 3, 4])[2] == report.INTERVAL_RANGE
+
+
+MBPO5 = [10.0, 20.0, 30.0, 40.0, 50.0]  # seeds 0-4
+BOUND_DIFFS = [5.0, -3.0, 0.0, 8.0, 2.0]  # bound - mbpo per seed: mean 2.4, 3 wins 1 tie 1 loss
+ABLATION_DIFFS = [-1.0, -2.0, 4.0]  # bound_no_model_term, seeds 0-2: mean 1/3
+AUC_PER_FINAL = (1 / 4 + 1 / 2) / 2 * 100 / 200 + (1 / 2 + 1) / 2 * 100 / 200  # = 0.5625
+
+
+@pytest.fixture
+def benchmark_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    """Five seeds of mbpo and bound, three of an ablation, unpaired seeds on both sides."""
+    root = tmp_path / "bench"
+    for s, final in enumerate(MBPO5):
+        make_run(root / f"mbpo_resumable_seed{s}", "mbpo_resumable", s, mbpo_style(final, False, s))
+        bound = final + BOUND_DIFFS[s]
+        make_run(root / f"bound_seed{s}", "bound", s, mbpo_style(bound, True, s))
+    for s, diff in enumerate(ABLATION_DIFFS):
+        run = mbpo_style(MBPO5[s] + diff, True, s)
+        make_run(root / f"bound_no_model_term_seed{s}", "bound_no_model_term", s, run)
+    make_run(root / "bound_seed7", "bound", 7, mbpo_style(99.0, True, 7))  # no mbpo seed 7
+    make_run(root / "mbpo_seed9", "mbpo", 9, mbpo_style(99.0, False, 9))  # no bound seed 9
+    return root
+
+
+def test_paired_differences_match_seeds(benchmark_dir: pathlib.Path) -> None:
+    runs = report.find_runs(benchmark_dir)
+    pairs = report.paired_differences(runs)
+    bound = pairs[pairs["algorithm"] == "bound"]
+    assert list(bound["seed"]) == [0, 1, 2, 3, 4]  # 7 and 9 have no partner
+    np.testing.assert_allclose(bound["final_diff"], BOUND_DIFFS)
+    np.testing.assert_allclose(bound["baseline_final"], MBPO5)
+    # All runs logged at 99, 199, 299: the AUC is 0.5625 x the final return.
+    np.testing.assert_allclose(bound["auc_diff"], [AUC_PER_FINAL * d for d in BOUND_DIFFS])
+    ablation = pairs[pairs["algorithm"] == "bound_no_model_term"]
+    np.testing.assert_allclose(ablation["final_diff"], ABLATION_DIFFS)
+    assert set(pairs["algorithm"]) == {"bound", "bound_no_model_term"}
+
+    summary = report.summarize_paired(runs)
+    row = summary.loc[(TASK, "bound")]
+    assert row["pairs"] == 5
+    assert row["final_mean"] == pytest.approx(2.4)
+    assert row["final_interval"] == report.INTERVAL_BOOTSTRAP
+    assert -3.0 < row["final_low"] < 2.4 < row["final_high"] < 8.0
+    assert (row["final_wins"], row["final_ties"], row["final_losses"]) == (3, 1, 1)
+    assert (row["auc_wins"], row["auc_ties"], row["auc_losses"]) == (3, 1, 1)
+    assert row["auc_mean"] == pytest.approx(AUC_PER_FINAL * 2.4)
+    assert row["left_out"] == "seed 7: no mbpo run; mbpo seed 9: no bound run"
+    small = summary.loc[(TASK, "bound_no_model_term")]
+    assert small["pairs"] == 3 and small["final_interval"] == report.INTERVAL_RANGE
+    assert (small["final_low"], small["final_high"]) == (-2.0, 4.0)
+    assert small["final_mean"] == pytest.approx(1 / 3)
+    assert (small["final_wins"], small["final_ties"], small["final_losses"]) == (1, 0, 2)
+
+
+def test_repeated_seeds_are_left_out_of_the_pairs(benchmark_dir: pathlib.Path) -> None:
+    make_run(benchmark_dir / "bound_seed1_again", "bound", 1, mbpo_style(0.0, True, 1))
+    with pytest.warns(RunFolderWarning, match="seed 1 x2"):
+        runs = report.find_runs(benchmark_dir)
+    pairs = report.paired_differences(runs)
+    assert list(pairs[pairs["algorithm"] == "bound"]["seed"]) == [0, 2, 3, 4]
+    row = report.summarize_paired(runs).loc[(TASK, "bound")]
+    assert row["pairs"] == 4 and row["final_interval"] == report.INTERVAL_RANGE
+    assert row["final_mean"] == pytest.approx((5 + 0 + 8 + 2) / 4)
+    assert (
+        row["left_out"] == "seed 7: no mbpo run; mbpo seed 9: no bound run; seed 1: repeated runs"
+    )
+
+
+def test_report_with_five_seeds(benchmark_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    text = report.write_report(report.find_runs(benchmark_dir), tmp_path / "out").read_text()
+    final = table_rows(text, TASK)
+    assert list(final) == ["bound", "bound_no_model_term", "mbpo"]
+    assert final["bound"][0] == "6" and final["mbpo"][0] == "6"  # seeds 7 and 9 count here
+    assert final["bound_no_model_term"][3] == "range [9.00, 34.00]"
+    low, high = (
+        float(v) for v in final["bound"][3].removeprefix("95% bootstrap [")[:-1].split(",")
+    )
+    bound_finals = [m + d for m, d in zip(MBPO5, BOUND_DIFFS, strict=True)] + [99.0]
+    assert min(bound_finals) < low < np.mean(bound_finals) < high < max(bound_finals)
+    assert "95% percentile bootstrap interval of the mean final return" in text
+    auc = table_rows(text, TASK, "AUC")
+    assert auc["mbpo"][1] == f"{AUC_PER_FINAL * np.mean([*MBPO5, 99.0]):.2f}"
+    assert auc["mbpo"][3].startswith("95% bootstrap [")
+    assert "AUC span: env steps 99–299, common to the task's 15 runs." in text
+
+    summary = table_rows(text, TASK, "Paired difference against mbpo")
+    assert list(summary) == ["bound", "bound_no_model_term"]
+    assert summary["bound"][:2] == ["5", "+2.40"]
+    assert summary["bound"][2].startswith("95% bootstrap [")
+    assert summary["bound"][3] == "3/1/1"
+    assert summary["bound"][4] == f"{AUC_PER_FINAL * 2.4:+.2f}"
+    assert summary["bound_no_model_term"][:4] == ["3", "+0.33", "range [-2.00, 4.00]", "1/0/2"]
+    left_out = "Left out of the pairs: bound: seed 7: no mbpo run; mbpo seed 9: no bound run; "
+    left_out += "bound_no_model_term: mbpo seeds 3, 4, 9: no bound_no_model_term run."
+    assert left_out in text
+    section = task_section(text, TASK).split("### Paired difference against mbpo", 1)[1]
+    per_seed = tables(section)[1]
+    assert [(row[0], row[1], row[4]) for row in per_seed] == [
+        *[("bound", str(s), f"{d:+.2f}") for s, d in enumerate(BOUND_DIFFS)],
+        *[("bound_no_model_term", str(s), f"{d:+.2f}") for s, d in enumerate(ABLATION_DIFFS)],
+    ]
+    assert "### Success" not in text  # no threshold for InvertedPendulum
+
+
+def test_no_paired_section_without_mbpo(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    text = report.write_report(report.find_runs(runs_dir), tmp_path / "out").read_text()
+    assert "### Paired difference against mbpo" in task_section(text, TASK)
+    assert "### Paired" not in task_section(text, "CartPoleEnv")  # pets alone
+    assert set(report.paired_differences(report.find_runs(runs_dir))["seed"]) == {0, 1, 2}
+
+
+# ------------------------------------------------------------------------ success
+
+MAZE = "mbrl_bound/PointMaze-v0"
+NEVER = sum([0.01] * 150)  # 150 steps outside the goal, summed as an episode is: not 1.5
+ONCE = 1.0 + sum([0.01] * 149)  # one step in the goal
+
+
+def maze_rows(returns: list[float]) -> pd.DataFrame:
+    steps = [300.0 * (i + 1) - 1 for i in range(len(returns))]
+    return pd.DataFrame({"env_step": steps, "episode_reward": returns})
+
+
+def test_maze_threshold_separates_failure_from_success() -> None:
+    threshold = report.SUCCESS_THRESHOLDS[MAZE]
+    assert 1.5 < threshold < 2.49
+    assert list(report.is_success([NEVER, ONCE, 150.0], threshold)) == [False, True, True]
+
+
+def test_last_rows_is_the_last_quarter() -> None:
+    assert [report.last_rows(n) for n in (1, 3, 4, 5, 8, 9, 100)] == [1, 1, 1, 2, 2, 3, 25]
+
+
+@pytest.fixture
+def maze_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    root = tmp_path / "maze"
+    env = f"gym___{MAZE}"
+    bound = [
+        [NEVER] * 6 + [2.6, 3.0],  # final yes, last 2 rows: 2/2, ever
+        [NEVER, 2.5] + [NEVER] * 6,  # final no, last 2 rows: 0/2, ever
+        [NEVER] * 8,  # never
+        [NEVER] * 8 + [ONCE],  # final yes, last 3 rows (ceil 9/4): 1/3, ever
+    ]
+    for s, returns in enumerate(bound):
+        make_run(root / f"bound{s}", "bound", s, maze_rows(returns), env=env)
+    for s in range(2):
+        make_run(root / f"mbpo{s}", "mbpo_resumable", s, maze_rows([NEVER] * 8), env=env)
+    make_run(root / "pendulum", "mbpo", 0, mbpo_style(5.0, False, 0))
+    return root
+
+
+def test_success_rates_on_the_maze(maze_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    runs = report.find_runs(maze_dir)
+    assert {r.task for r in runs} == {MAZE, TASK}
+    rates = report.success_rates(runs)
+    assert list(rates.index) == [(MAZE, "bound"), (MAZE, "mbpo")]  # no threshold for TASK
+    bound = rates.loc[(MAZE, "bound")]
+    assert (bound["seeds"], bound["final_successes"], bound["ever_successes"]) == (4, 2, 3)
+    assert bound["last_rate"] == pytest.approx((1 + 0 + 0 + 1 / 3) / 4)
+    mbpo = rates.loc[(MAZE, "mbpo")]
+    assert (mbpo["final_successes"], mbpo["ever_successes"], mbpo["last_rate"]) == (0, 0, 0.0)
+
+    text = report.write_report(runs, tmp_path / "out").read_text()
+    section = task_section(text, MAZE)
+    assert f"### Success (episode return > {report.SUCCESS_THRESHOLDS[MAZE]:.4g})" in section
+    rows = table_rows(text, MAZE, "Success")
+    assert rows["bound"] == ["4", "2/4", "0.33", "3/4"]
+    assert rows["mbpo"] == ["2", "0/2", "0.00", "0/2"]
+    assert "### Success" not in task_section(text, TASK)
+
+    # Other tasks join with a threshold of their own.
+    rates = report.success_rates(runs, {TASK: 4.0})
+    assert list(rates.index) == [(TASK, "mbpo")]
+    assert rates.loc[(TASK, "mbpo"), "final_successes"] == 1
+
+
+# ------------------------------------------------------------------ order, colors
+
+
+def test_ablations_are_ordered_and_colored(tmp_path: pathlib.Path) -> None:
+    names = ["zeta", "pets", "mbpo", "bound_no_policy_term", "bound_no_model_term", "bound"]
+    for s, name in enumerate(names):
+        make_run(tmp_path / name, name, 0, mbpo_style(float(s), False, 0))
+    assert [r.algorithm for r in report.find_runs(tmp_path)] == names[::-1]
+    colors = report.algorithm_colors(names)
+    assert colors["bound_no_model_term"] == report.ALGORITHM_COLORS["bound_no_model_term"]
+    assert colors["bound_no_policy_term"] == report.ALGORITHM_COLORS["bound_no_policy_term"]
+    assert len(set(colors.values())) == len(names)
+    fixed = list(report.ALGORITHM_COLORS.values())
+    assert len(set(fixed + list(report.OTHER_COLORS))) == len(fixed) + len(report.OTHER_COLORS)
