@@ -1,0 +1,89 @@
+"""The tuning table: bound's variants on the tuning seeds, side by side.
+
+    python benchmarks/tuning.py exp/tune/ip_default exp/tune/ip_lam0.01 ... [--baseline ip_default]
+
+Each folder holds the runs of one variant (one ``mbrl-bound-compare ... --out FOLDER --
+KEY=VALUE`` call, e.g. seeds 100-102); the folder's name is the variant's name and the
+overrides it adds to the shipped defaults are read from its runs' ``.hydra/overrides.yaml``.
+Prints a markdown table per task: per variant, the seeds, the final return and the AUC
+(mean return over a span common to every run of the task, as ``mbrl-bound-report``
+computes it) per seed and their mean, and per seed the AUC difference to the baseline
+variant (same seed: same initial exploration data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+import yaml
+
+from mbrl_bound_plugin.report import area_under_curves, final_return, find_runs
+
+# what every compare run passes, not what a variant changes
+_COMMON_PREFIXES = (
+    "algorithm=",
+    "overrides=",
+    "seed=",
+    "experiment=",
+    "resume=",
+    "hydra",
+    "++",
+)
+
+
+def variant_overrides(folder: pathlib.Path) -> str:
+    """The overrides a variant adds (from one of its runs' ``.hydra/overrides.yaml``)."""
+    for path in sorted(folder.rglob(".hydra/overrides.yaml")):
+        overrides = yaml.safe_load(path.read_text()) or []
+        own = [o for o in overrides if not o.startswith(_COMMON_PREFIXES)]
+        return " ".join(own) or "(defaults)"
+    return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prints the tuning tables of the variant folders given."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=pathlib.Path)
+    parser.add_argument("--baseline", help="variant the differences are taken to (default: first)")
+    args = parser.parse_args(argv)
+    names = [f.name for f in args.folders]
+    baseline = args.baseline or names[0]
+    if baseline not in names:
+        parser.error(f"--baseline {baseline} is not one of the folders: {', '.join(names)}")
+    runs = {f.name: find_runs(f) for f in args.folders}
+    tasks = sorted({r.task for rs in runs.values() for r in rs})
+    for task in tasks:
+        everything = [(name, r) for name, rs in runs.items() for r in rs if r.task == task]
+        aucs, lo, hi = area_under_curves([r for _, r in everything])
+        by_variant: dict[str, dict[int, tuple[float, float]]] = {}
+        for (name, r), auc in zip(everything, aucs, strict=True):
+            by_variant.setdefault(name, {})[r.seed] = (final_return(r), float(auc))
+        base = by_variant.get(baseline, {})
+        print(f"\n## {task}\n\nAUC: mean return over env steps {lo:g}-{hi:g}.\n")
+        print(
+            "| variant | overrides | seeds | final return per seed | mean | AUC per seed | "
+            "mean | AUC - baseline per seed | mean |"
+        )
+        print("|---|---|---:|---|---:|---|---:|---|---:|")
+        for name in names:
+            seeds = sorted(by_variant.get(name, {}))
+            if not seeds:
+                continue
+            finals = [by_variant[name][s][0] for s in seeds]
+            area = [by_variant[name][s][1] for s in seeds]
+            diffs = [by_variant[name][s][1] - base[s][1] for s in seeds if s in base]
+            print(
+                f"| {name} | `{variant_overrides(args.folders[names.index(name)])}` | "
+                f"{len(seeds)} | {' '.join(f'{x:.1f}' for x in finals)} | {np.mean(finals):.1f} | "
+                f"{' '.join(f'{x:.1f}' for x in area)} | {np.mean(area):.1f} | "
+                f"{' '.join(f'{x:+.1f}' for x in diffs)} | "
+                f"{np.mean(diffs) if diffs else float('nan'):+.1f} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
