@@ -343,7 +343,8 @@ class BoundRun:
         """After a discriminator step: record its statistics and hand it to both players.
 
         From here on, every SAC batch and the next model step use this discriminator; the
-        rows of a :class:`ScoredReplayBuffer` SAC trains on are scored by it again.
+        rows of a :class:`ScoredReplayBuffer` SAC trains on are marked stale, to be scored
+        by it again.
 
         Raises:
             NumericalError: a non-finite discriminator loss.
@@ -388,9 +389,9 @@ class BoundRun:
 
     def _hand_discriminator_to_players(self) -> None:
         self.agent.set_discriminator(self.discriminator)
-        if isinstance(self.sac_buffer, ScoredReplayBuffer):  # C changed: every row again
-            self.sac_buffer.scorer = self._sac_scorer()
-            self.sac_buffer.rescore()
+        if isinstance(self.sac_buffer, ScoredReplayBuffer):  # C changed: every row again,
+            self.sac_buffer.scorer = self._sac_scorer()  # at SAC's next draw (those the
+            self.sac_buffer.invalidate()  # rollouts overwrite first are scored as added)
         self.dynamics_model.set_bound_critics(
             self.discriminator,
             self.agent.value,

@@ -118,8 +118,13 @@ def _load_buffer(buffer: mbrl.util.ReplayBuffer, state: Mapping[str, Any]) -> No
 
 @state_dict.register
 def _scored_buffer_state(buffer: ScoredReplayBuffer) -> dict[str, Any]:
-    """A buffer's state (above) and the logits of its stored rows."""
-    return {**_buffer_state(buffer), "logits": buffer.logits[: buffer.num_stored].copy()}
+    """A buffer's state (above), and the logits of its stored rows and which are stale."""
+    n = buffer.num_stored
+    return {
+        **_buffer_state(buffer),
+        "logits": buffer.logits[:n].copy(),
+        "stale": buffer.stale[:n].copy(),
+    }
 
 
 @load_state_dict.register
@@ -136,6 +141,8 @@ def _load_scored_buffer(buffer: ScoredReplayBuffer, state: Mapping[str, Any]) ->
         return  # (the rows were added, so scored)
     if "logits" in state:
         buffer.logits[: state["num_stored"]] = state["logits"]
+        if "stale" in state:
+            buffer.stale[: state["num_stored"]] = state["stale"]
     else:
         buffer.rescore()
 

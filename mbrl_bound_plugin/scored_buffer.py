@@ -3,8 +3,10 @@
 SAC reads far more model rows than the rollouts write: every update samples a batch,
 and the discriminator ``C`` changes only at a discriminator step. So instead of scoring
 each sampled batch, :class:`ScoredReplayBuffer` scores a row once, when it enters the
-buffer, and all rows again when ``C`` changes (:meth:`ScoredReplayBuffer.rescore`); SAC's
-batches then read the stored logits (``docs/algorithm.md``, the deep algorithm's step 3).
+buffer, and again after ``C`` changed: :meth:`ScoredReplayBuffer.invalidate` marks every
+stored row stale, and the next draw scores the rows still stale then, i.e. those the
+rollouts that follow a discriminator step did not overwrite. SAC's batches read the
+stored logits (``docs/algorithm.md``, the deep algorithm's step 3).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ class ScoredReplayBuffer(mbrl.util.ReplayBuffer):
     """mbrl's ``ReplayBuffer`` with a float32 logit per row, kept equal to ``scorer``'s.
 
     Rows added with :meth:`add` or :meth:`add_batch` are scored as they are stored; call
-    :meth:`rescore` whenever what ``scorer`` computes changes (e.g. after the
-    discriminator is fitted). While ``scorer`` is ``None`` the logits are 0.
-    :meth:`sample_scored` draws exactly the rows :meth:`sample` would (the same draws
-    from the buffer's generator) and returns their stored logits with them.
+    :meth:`invalidate` (scored at the next draw) or :meth:`rescore` (scored now) whenever
+    what ``scorer`` computes changes (e.g. after the discriminator is fitted). While
+    ``scorer`` is ``None`` the logits are 0. :meth:`sample_scored` first scores the rows
+    left stale, then draws exactly the rows :meth:`sample` would (the same draws from the
+    buffer's generator) and returns their stored logits with them.
 
     Args:
         capacity: the most rows the buffer holds (the oldest are overwritten).
@@ -45,6 +48,7 @@ class ScoredReplayBuffer(mbrl.util.ReplayBuffer):
     Attributes:
         logits: the logit of each row (indices as the buffer's own; rows past
             ``num_stored`` are meaningless).
+        stale: whether each row's logit predates the last :meth:`invalidate`.
         rows_scored: how many rows were given to ``scorer`` so far.
     """
 
@@ -63,6 +67,7 @@ class ScoredReplayBuffer(mbrl.util.ReplayBuffer):
         self.scorer = scorer
         self.chunk_size = int(chunk_size)
         self.logits = np.zeros(len(self.obs), dtype=np.float32)
+        self.stale = np.zeros(len(self.obs), dtype=bool)
         self.rows_scored = 0
         self._sampled: np.ndarray | None = None
 
@@ -157,11 +162,21 @@ class ScoredReplayBuffer(mbrl.util.ReplayBuffer):
 
     def rescore(self) -> None:
         """Scores every stored row again, ``chunk_size`` rows per scorer call."""
-        for start in range(0, self.num_stored, self.chunk_size):
-            self._score(np.arange(start, min(start + self.chunk_size, self.num_stored)))
+        self._score(np.arange(self.num_stored))
+
+    def invalidate(self) -> None:
+        """Marks every stored row stale: the next draw scores those not overwritten by then."""
+        self.stale[: self.num_stored] = True
+
+    def score_stale(self) -> None:
+        """Scores the stored rows marked stale (in index order, ``chunk_size`` per call)."""
+        stale = np.flatnonzero(self.stale[: self.num_stored])
+        if len(stale):
+            self._score(stale)
 
     def _score(self, indices: np.ndarray) -> None:
         """Stores ``scorer``'s logits (0 without a scorer) of the rows at ``indices``."""
+        self.stale[indices] = False
         if self.scorer is None or len(indices) == 0:
             self.logits[indices] = 0.0
             return
@@ -179,7 +194,7 @@ class ScoredReplayBuffer(mbrl.util.ReplayBuffer):
         return super()._batch_from_indices(indices)
 
     def sample_scored(self, batch_size: int) -> tuple[mbrl.types.TransitionBatch, np.ndarray]:
-        """:meth:`sample` and the stored logits of the rows it drew.
+        """:meth:`sample` and the stored logits of the rows it drew (stale rows scored first).
 
         Args:
             batch_size: how many rows (uniformly, with replacement, as mbrl's ``sample``).
@@ -187,5 +202,6 @@ class ScoredReplayBuffer(mbrl.util.ReplayBuffer):
         Returns:
             The batch and its logits (float32, shape ``batch_size``).
         """
+        self.score_stale()
         batch = self.sample(batch_size)
         return batch, self.logits[self._sampled]

@@ -226,15 +226,39 @@ def _numbers(path: pathlib.Path) -> tuple[list[str], np.ndarray]:
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory, one_torch_thread) -> tuple[BoundRun, dict, pathlib.Path]:
     """The run of ``SCORED_RUN``, and what it scored, added and sampled."""
-    counts = {"added": 0, "rescored": [], "sac_rows": 0, "calls_in_sac": 0}
+    counts = {
+        "added": 0,
+        "rescored": [],
+        "invalidated": [],
+        "stale_scored": [],
+        "sac_rows": 0,
+        "calls_in_sac": 0,
+    }
     in_sac = [0]  # inside a step's SAC phase (drawing its batches ahead, or an update)
+    in_stale = [False]  # scoring the rows left stale since C changed
     originals = (
         ScoredReplayBuffer.add_batch,
         ScoredReplayBuffer.rescore,
         BoundSACAgent.update,
         Discriminator.forward,
         BoundSACAgent.batches_ahead,
+        ScoredReplayBuffer.invalidate,
+        ScoredReplayBuffer.score_stale,
     )
+
+    def invalidate(self):
+        counts["invalidated"].append(len(self))
+        return originals[5](self)
+
+    def score_stale(self):
+        stale = int(self.stale[: len(self)].sum())
+        if stale:
+            counts["stale_scored"].append(stale)
+        in_stale[0] = True
+        try:
+            return originals[6](self)
+        finally:
+            in_stale[0] = False
 
     def add_batch(self, obs, *args):
         counts["added"] += len(obs)
@@ -262,12 +286,17 @@ def scored_run(tmp_path_factory, one_torch_thread) -> tuple[BoundRun, dict, path
             in_sac[0] -= 1
 
     def forward(self, *args):
-        counts["calls_in_sac"] += in_sac[0] > 0
+        counts["calls_in_sac"] += in_sac[0] > 0 and not in_stale[0]
         return originals[3](self, *args)
 
     work_dir = tmp_path_factory.mktemp("scored")
     with pytest.MonkeyPatch.context() as mp:
-        for name, fn in (("add_batch", add_batch), ("rescore", rescore)):
+        for name, fn in (
+            ("add_batch", add_batch),
+            ("rescore", rescore),
+            ("invalidate", invalidate),
+            ("score_stale", score_stale),
+        ):
             mp.setattr(ScoredReplayBuffer, name, fn)
         mp.setattr(BoundSACAgent, "update", update)
         mp.setattr(BoundSACAgent, "batches_ahead", batches_ahead)
@@ -289,11 +318,15 @@ def test_sac_reads_stored_logits_and_c_scores_rows_as_they_come_and_when_it_chan
     run, counts, _ = scored_run
     buffer = run.sac_buffer
     assert isinstance(buffer, ScoredReplayBuffer)
-    assert counts["calls_in_sac"] == 0  # no discriminator call in any SAC update
-    # scored: each row added (every rollout came after a discriminator step), and the
-    # rows in the buffer when it was made (none) and at each discriminator step
-    assert counts["added"] == 4 * 250 and counts["rescored"] == [0, 0, 250, 500, 500]
-    assert buffer.rows_scored == counts["added"] + sum(counts["rescored"])
+    # no discriminator call in any SAC update but to score the rows left stale
+    assert counts["calls_in_sac"] == 0
+    # scored: each row added (every rollout came after a discriminator step), the rows
+    # in the buffer when it was made (none), and after each discriminator step the rows
+    # the following rollout did not overwrite (250 of 500 once the buffer is full)
+    assert counts["added"] == 4 * 250 and counts["rescored"] == [0]
+    assert counts["invalidated"] == [0, 250, 500, 500]
+    assert counts["stale_scored"] == [250, 250, 250]  # not the 1250 rows invalidated
+    assert buffer.rows_scored == counts["added"] + sum(counts["stale_scored"])
     # far fewer than SAC reads: 76 steps of 4 updates of 32 model rows
     assert counts["sac_rows"] == 76 * 4 * 32
     assert buffer.rows_scored * 4 < counts["sac_rows"]

@@ -238,3 +238,42 @@ def test_its_state_keeps_the_logits_and_a_state_without_them_is_scored_on_loadin
     assert torch.allclose(
         torch.from_numpy(smaller.logits[:40]), _fresh(disc, smaller.get_all()), atol=1e-6
     )
+
+
+def test_invalidate_scores_only_the_rows_still_stale_at_the_next_draw():
+    """After C changes, rows overwritten before SAC draws are scored once, as added; the
+    draw scores the rest, once; every drawn logit is the changed C's."""
+    disc = _discriminator()
+    scorer = _Scorer(disc)
+    _, buffer = _pair(scorer=scorer)
+    buffer.add_batch(*_rows(64, seed=0))  # full: capacity 64
+    with torch.no_grad():
+        for p in disc.parameters():
+            p.mul_(-1.5)
+    buffer.invalidate()
+    assert buffer.stale[:64].all()
+    scorer.calls.clear()
+    buffer.add_batch(*_rows(40, seed=1))  # overwrites rows 0-39: scored now, not stale
+    assert scorer.calls == [40] and buffer.stale[:64].sum() == 24
+    batch, logits = buffer.sample_scored(50)
+    assert scorer.calls == [40, 24] and not buffer.stale.any()  # the 24 left, once
+    assert torch.allclose(torch.from_numpy(logits), _fresh(disc, batch), atol=1e-6)
+    assert torch.allclose(
+        torch.from_numpy(buffer.logits), _fresh(disc, buffer.get_all()), atol=1e-6
+    )
+    buffer.sample_scored(50)
+    assert scorer.calls == [40, 24]  # nothing stale: no more scoring
+
+
+def test_saved_state_keeps_which_rows_are_stale():
+    disc = _discriminator()
+    _, buffer = _pair(scorer=_Scorer(disc))
+    buffer.add_batch(*_rows(64, seed=0))
+    buffer.invalidate()
+    buffer.add_batch(*_rows(10, seed=1))
+    state = run_state.state_dict(buffer)
+    _, loaded = _pair(scorer=_Scorer(disc))
+    run_state.load_state_dict(loaded, state)
+    np.testing.assert_array_equal(loaded.stale, buffer.stale)
+    np.testing.assert_array_equal(loaded.logits, buffer.logits)
+    assert loaded.scorer.calls == []
