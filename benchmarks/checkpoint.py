@@ -84,8 +84,8 @@ def build_run(rows: int, work_dir: pathlib.Path, filled: bool = True) -> tuple[m
     capacity = int(o.rollout_schedule[2]) * o.effective_model_rollouts_per_step
     capacity *= cfg.algorithm.freq_train_model * trains_per_epoch
     capacity *= o.num_epochs_to_retain_sac_buffer
-    run.sac_buffer = mbpo.maybe_replace_sac_buffer(
-        None, run.obs_shape, run.act_shape, capacity, cfg.seed
+    run.sac_buffer = run.scored_sac_buffer(  # (with its logits, as train keeps it)
+        mbpo.maybe_replace_sac_buffer(None, run.obs_shape, run.act_shape, capacity, cfg.seed)
     )
     _fill(run.sac_buffer, capacity, rng)
     sac = run.agent.sac_agent

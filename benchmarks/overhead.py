@@ -6,17 +6,20 @@ MBPO side is mbrl's own ``mbrl.algorithms.mbpo.train``. Model training runs a fi
 number of epochs on both sides (``--model-epochs``, early stopping off), so that the
 ratio measures the algorithm and not how soon mbrl's patience stops training.
 
-Each component is timed by wrapping the function that does it, on both sides alike:
+Each component is timed by wrapping the function that does it, on both sides alike; a
+component's time excludes the other components timed inside it:
 
 - model updates: ``OneDTransitionRewardModel.update`` (and the bound model's override);
 - model validation: their ``eval_score``;
 - model training, other: the rest of mbrl's ``train_model_and_save_model_and_data``
   (batching, normalizer, saving the model and data);
 - discriminator step: ``mbrl_bound_plugin.algorithm.discriminator_step``;
-- rollouts: mbrl's ``rollout_model_and_populate_sac_buffer``;
+- rollouts: mbrl's ``rollout_model_and_populate_sac_buffer``, without the scoring inside it;
+- scoring: ``ScoredReplayBuffer._score``, the discriminator's logits of SAC's buffer: of
+  the rows the rollouts add, and of every row after each discriminator step;
 - SAC updates: ``SAC.update_parameters``, without the relabelling inside it;
-- relabelling: ``BoundSACAgent.augmented_reward`` and ``_logits`` (the ratio term of
-  SAC's batches: the discriminator's logits, drawn ahead for the step, and the reward);
+- relabelling: ``BoundSACAgent.augmented_reward`` (the reward of SAC's batches, from
+  their stored logits);
 - evaluation: mbrl's ``mbpo.evaluate``;
 - checkpoints: ``Checkpointer.save`` (bound only; ``checkpoint.every_epochs`` sets how often);
 - other: the rest (environment steps, the loop, checkpoints on the bound side).
@@ -52,6 +55,7 @@ from mbrl_bound_plugin.agent import BoundSACAgent
 from mbrl_bound_plugin.checkpoint import Checkpointer
 from mbrl_bound_plugin.envs import make_env
 from mbrl_bound_plugin.model import BoundTransitionRewardModel
+from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
 
 # mbrl's MBPO settings with budgets that fit a benchmark on 2 cores.
 TASKS = {
@@ -83,37 +87,41 @@ COMPONENTS: list[tuple[str, list[tuple[object, str]]]] = [
     ),
     ("discriminator step", [(bound_algorithm, "discriminator_step")]),
     ("rollouts", [(mbpo, "rollout_model_and_populate_sac_buffer")]),
+    ("scoring", [(ScoredReplayBuffer, "_score")]),
     ("SAC updates", [(SAC, "update_parameters")]),
-    ("relabelling", [(BoundSACAgent, "augmented_reward"), (BoundSACAgent, "_logits")]),
+    ("relabelling", [(BoundSACAgent, "augmented_reward")]),
     ("evaluation", [(mbpo, "evaluate")]),
     ("checkpoints", [(Checkpointer, "save")]),
 ]
-# shown as "X, other": X minus the components timed inside it
-INSIDE = {
-    "model training": ("model updates", "model validation"),
-    "SAC updates": ("relabelling",),
-}
 
 
 class Timers:
-    """Seconds spent in each component, by wrapping the functions that do them."""
+    """Seconds spent in each component, by wrapping the functions that do them.
+
+    A component's seconds exclude those of the other components called inside it (e.g.
+    model updates inside model training, scoring inside rollouts).
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self._depth: dict[str, int] = {}
+        # the components running now, outermost first: [name, seconds inside others]
+        self._stack: list[list] = []
 
     def _timed(self, name: str, fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            if self._depth.get(name):  # (the bound model's update calling mbrl's)
-                return fn(*args, **kwargs)
-            self._depth[name] = 1
+            if any(frame[0] == name for frame in self._stack):  # (bound model's update
+                return fn(*args, **kwargs)  # calling mbrl's: counted once)
+            self._stack.append([name, 0.0])
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-                self._depth[name] = 0
+                elapsed = time.perf_counter() - start
+                _, inner = self._stack.pop()
+                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - inner
+                if self._stack:
+                    self._stack[-1][1] += elapsed
 
         return wrapper
 
@@ -132,10 +140,8 @@ class Timers:
                 setattr(owner, attr, original)
 
     def breakdown(self, total: float) -> dict[str, float]:
-        """Seconds per component, nested ones taken out of their parents, plus ``other``."""
+        """Seconds per component (nested ones taken out of their parents), plus ``other``."""
         out = {name: self.seconds.get(name, 0.0) for name, _ in COMPONENTS}
-        for parent, children in INSIDE.items():
-            out[parent] -= sum(out[c] for c in children)
         out["other"] = total - sum(out.values())
         return {
             ("model training, other" if k == "model training" else k): v for k, v in out.items()

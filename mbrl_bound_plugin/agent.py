@@ -17,6 +17,7 @@ from mbrl.planning.sac_wrapper import SACAgent
 
 from mbrl_bound_plugin import bound, run_state
 from mbrl_bound_plugin.errors import NumericalError
+from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
 
 RATIO_SCALES = ("none", "reward_std", "reward_rms")
 # weight of the newest batch in the running moments of the model rewards
@@ -37,7 +38,11 @@ class _AugmentedSampler:
         if self.model_data and ahead and ahead[0] is self.buffer and ahead[1]:
             batch, logit = ahead[1].pop(0)
         if batch is None or len(batch) != batch_size:
-            batch, logit = self.buffer.sample(batch_size), None
+            if self.model_data and isinstance(self.buffer, ScoredReplayBuffer):
+                batch, stored = self.buffer.sample_scored(batch_size)  # no call to C
+                logit = self.agent.stored_logits(stored)
+            else:
+                batch, logit = self.buffer.sample(batch_size), None
         if not self.agent.changes_reward:  # rt = r: SAC gets the batch as sampled
             self.agent.count_reward(batch.rewards, self.model_data)
             return batch
@@ -55,8 +60,11 @@ class BoundSACAgent(SACAgent):
     0`` is MBPO's reward). In both, ``w`` ramps in linearly over the first
     ``warmup_epochs`` epochs. :meth:`ratio_term` is the one definition of this term: the
     model step reads it too. Every SAC batch of model transitions is relabelled with the
-    discriminator given to :meth:`set_discriminator`, i.e. the current one; batches of
-    real transitions get ``f(r)`` only (their log-ratio is ``log p/p = 0``).
+    discriminator given to :meth:`set_discriminator`, i.e. the current one: from a
+    :class:`~mbrl_bound_plugin.scored_buffer.ScoredReplayBuffer`, with the logits it
+    stores (kept equal to :meth:`logits` by whoever owns the buffer); from another buffer,
+    by calling it. Batches of real transitions get ``f(r)`` only (their log-ratio is
+    ``log p/p = 0``).
 
     Args:
         sac_agent: mbrl's ``pytorch_sac_pranz24.SAC`` (``cfg.algorithm.agent``).
@@ -175,14 +183,14 @@ class BoundSACAgent(SACAgent):
     def batches_ahead(
         self, buffer: mbrl.util.ReplayBuffer | None, batch_size: int, count: int
     ) -> Iterator[None]:
-        """Inside, the next ``count`` model batches of ``buffer`` are scored by ``C`` in one call.
+        """Inside, the next ``count`` model batches of ``buffer`` are drawn, and scored, at once.
 
         The batches are drawn at once (the same distribution as ``count`` draws: rows
-        uniformly with replacement), and the discriminator scores all of them in one
-        forward pass instead of one per SAC update. :meth:`update` serves them in order;
-        what is not used by the end of the block is dropped. Outside a block, and when
-        SAC's reward has no ratio term or no discriminator is set yet, nothing is drawn
-        ahead.
+        uniformly with replacement). From a ``ScoredReplayBuffer`` they carry its stored
+        logits; from another buffer the discriminator scores all of them in one forward
+        pass instead of one per SAC update. :meth:`update` serves them in order; what is
+        not used by the end of the block is dropped. Outside a block, and when SAC's
+        reward has no ratio term or no discriminator is set yet, nothing is drawn ahead.
 
         Args:
             buffer: the buffer of model transitions SAC trains on.
@@ -191,8 +199,12 @@ class BoundSACAgent(SACAgent):
         """
         ready = self.uses_ratio and self.discriminator is not None and buffer is not None
         if ready and count > 1 and len(buffer) >= batch_size:
-            rows = buffer.sample(batch_size * count)
-            logits = self._logits(rows.obs, rows.act, rows.next_obs)
+            if isinstance(buffer, ScoredReplayBuffer):
+                rows, stored = buffer.sample_scored(batch_size * count)
+                logits = self.stored_logits(stored)
+            else:
+                rows = buffer.sample(batch_size * count)
+                logits = self.logits(rows.obs, rows.act, rows.next_obs)
             self._ahead = (buffer, [
                 (rows[i * batch_size : (i + 1) * batch_size],
                  logits[i * batch_size : (i + 1) * batch_size])
@@ -203,8 +215,21 @@ class BoundSACAgent(SACAgent):
         finally:
             self._ahead = None
 
-    def _logits(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> torch.Tensor:
-        """``logit C(s, a, s')`` of the current discriminator, without gradient, shape ``B``."""
+    def stored_logits(self, logits: np.ndarray) -> torch.Tensor:
+        """Logits stored by a ``ScoredReplayBuffer``, as :meth:`logits` returns them."""
+        return torch.as_tensor(logits, dtype=torch.float32, device=self.sac_agent.device)
+
+    def logits(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> torch.Tensor:
+        """``logit C(s, a, s')`` of the current discriminator, without gradient.
+
+        Args:
+            obs: observations, ``B x obs_dim``.
+            act: actions, ``B x act_dim``.
+            next_obs: next observations, ``B x obs_dim``.
+
+        Returns:
+            The logits, shape ``B``, on SAC's device.
+        """
         device = self.sac_agent.device
         with torch.no_grad():
             return self.discriminator(
@@ -237,7 +262,8 @@ class BoundSACAgent(SACAgent):
             model_data: ``False`` for real transitions: ``f(r)`` only, no ratio term, and
                 the ratio scale's running moments are left alone.
             logit: the current discriminator's logits at these transitions, if already
-                computed (:meth:`batches_ahead`); ``None``: computed here.
+                computed (stored in a ``ScoredReplayBuffer``, or :meth:`batches_ahead`);
+                ``None``: computed here.
 
         Returns:
             The augmented rewards, shape ``B``.
@@ -249,7 +275,7 @@ class BoundSACAgent(SACAgent):
         if not model_data or self.discriminator is None or not self.policy_ratio:
             logit = torch.zeros_like(reward_t)  # real data, no C yet, or ablated: ratio 0
         elif logit is None:
-            logit = self._logits(obs, act, next_obs)
+            logit = self.logits(obs, act, next_obs)
         if self.mode == "bound":
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.

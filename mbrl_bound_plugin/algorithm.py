@@ -140,8 +140,12 @@ def train(
             )
             sac_buffer_capacity = rollout_length * rollout_batch_size * trains_per_epoch
             sac_buffer_capacity *= cfg.overrides.num_epochs_to_retain_sac_buffer
-            run.sac_buffer = mbpo.maybe_replace_sac_buffer(
-                run.sac_buffer, run.obs_shape, run.act_shape, sac_buffer_capacity, cfg.seed
+            # (with SAC's reward on the ratio term, a ScoredReplayBuffer: each row scored by
+            # C as it comes in, and all rows again at each discriminator step)
+            run.sac_buffer = run.scored_sac_buffer(
+                mbpo.maybe_replace_sac_buffer(
+                    run.sac_buffer, run.obs_shape, run.act_shape, sac_buffer_capacity, cfg.seed
+                )
             )
             obs, terminated, truncated = None, False, False
             # (a run resumed from a SIGTERM checkpoint starts mid-epoch, on a fresh episode)
@@ -168,7 +172,8 @@ def train(
                         callback=run.check_model_loss,
                     )
 
-                    # (1) discriminator step: real (label 1) vs model (label 0) at same (s, a)
+                    # (1) discriminator step: real (label 1) vs model (label 0) at same (s, a);
+                    # then SAC's buffer is scored again by the new C
                     if run.bound_terms:
                         run.use_discriminator(
                             discriminator_step(
@@ -194,7 +199,7 @@ def train(
                 # --------------- Agent Training -----------------
                 # (3) policy step: SAC on model transitions, rt = f(r̂) + g(logit C)
                 updates_due = (run.env_steps + 1) % sac_updates_every_steps == 0
-                with agent.batches_ahead(  # C scores this step's model batches in one call
+                with agent.batches_ahead(  # this step's model batches, drawn in one go
                     run.sac_buffer, sac_batch_size, sac_updates_per_step if updates_due else 0
                 ):
                     for _ in range(sac_updates_per_step):

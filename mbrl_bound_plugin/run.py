@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import pathlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -39,6 +39,7 @@ from mbrl_bound_plugin.agent import BoundSACAgent
 from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.errors import NumericalError, UsageError
 from mbrl_bound_plugin.model import BoundTransitionRewardModel
+from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
 
 # the discriminator step's diagnostics, as logged in results.csv (held-out rows)
 DISC_STATS = (
@@ -238,6 +239,7 @@ class BoundRun:
             if self.bound_terms
             else self.logger,
         )
+        # SAC's rollouts; a ScoredReplayBuffer when SAC's reward has the ratio term
         self.sac_buffer: mbrl.util.ReplayBuffer | None = None
 
         self.env_steps = 0
@@ -340,7 +342,9 @@ class BoundRun:
     def use_discriminator(self, stats: Mapping[str, float]) -> None:
         """After a discriminator step: record its statistics and hand it to both players.
 
-        From here on, every SAC batch and the next model step use this discriminator.
+        From here on, every SAC batch and the next model step use this discriminator; the
+        rows of a :class:`ScoredReplayBuffer` SAC trains on are marked stale, to be scored
+        by it again.
 
         Raises:
             NumericalError: a non-finite discriminator loss.
@@ -359,8 +363,35 @@ class BoundRun:
             )
         self._hand_discriminator_to_players()
 
+    def scored_sac_buffer(
+        self, buffer: mbrl.util.ReplayBuffer | None
+    ) -> mbrl.util.ReplayBuffer | None:
+        """SAC's buffer as this run keeps it, from what mbrl's ``maybe_replace_sac_buffer`` gave.
+
+        When SAC's reward has the ratio term (``agent.uses_ratio``), a plain buffer
+        becomes a :class:`ScoredReplayBuffer` with the same rows at the same indices and
+        the same generator, its rows scored by the current discriminator (none yet: 0).
+        Otherwise (MBPO, the model-term-only ablation) ``buffer`` is returned as it is.
+
+        Args:
+            buffer: SAC's buffer, or ``None``.
+
+        Returns:
+            The buffer to train SAC on.
+        """
+        if not self.agent.uses_ratio or buffer is None or isinstance(buffer, ScoredReplayBuffer):
+            return buffer
+        return ScoredReplayBuffer.from_buffer(buffer, scorer=self._sac_scorer())
+
+    def _sac_scorer(self) -> Callable[..., torch.Tensor] | None:
+        """What scores SAC's rows: the current discriminator's logits (None before one)."""
+        return self.agent.logits if self.agent.discriminator is not None else None
+
     def _hand_discriminator_to_players(self) -> None:
         self.agent.set_discriminator(self.discriminator)
+        if isinstance(self.sac_buffer, ScoredReplayBuffer):  # C changed: every row again,
+            self.sac_buffer.scorer = self._sac_scorer()  # at SAC's next draw (those the
+            self.sac_buffer.invalidate()  # rollouts overwrite first are scored as added)
         self.dynamics_model.set_bound_critics(
             self.discriminator,
             self.agent.value,
@@ -431,13 +462,19 @@ class BoundRun:
             self.discriminator.load_state_dict(state["discriminator"])
             self.discriminator.optimizer.load_state_dict(state["discriminator_optimizer"])
         self.agent.load_state_dict(state["agent"])
+        self.disc_stats = dict(state["disc_stats"])
+        self.discriminator_ready = state["discriminator_ready"]
+        if self.discriminator_ready:  # (first: it scores what SAC's buffer loads unscored)
+            self._hand_discriminator_to_players()
         run_state.load_state_dict(self.replay_buffer, state["replay_buffer"])
         if state["sac_buffer"] is not None:
-            self.sac_buffer = mbrl.util.ReplayBuffer(
-                state["sac_buffer"]["capacity"],
-                self.obs_shape,
-                self.act_shape,
-                rng=np.random.default_rng(),
+            self.sac_buffer = self.scored_sac_buffer(
+                mbrl.util.ReplayBuffer(
+                    state["sac_buffer"]["capacity"],
+                    self.obs_shape,
+                    self.act_shape,
+                    rng=np.random.default_rng(),
+                )
             )
             run_state.load_state_dict(self.sac_buffer, state["sac_buffer"])
         counters = state["counters"]
@@ -445,9 +482,5 @@ class BoundRun:
         self.updates_made = counters["updates_made"]
         self.best_eval_reward = counters["best_eval_reward"]
         self.model_trainer._train_iteration = counters["model_train_iteration"]
-        self.disc_stats = dict(state["disc_stats"])
-        self.discriminator_ready = state["discriminator_ready"]
-        if self.discriminator_ready:
-            self._hand_discriminator_to_players()
         run_state.load_state_dict(self.logger, state["logs"])
         self.random_streams.load_state_dict(state["random_streams"])

@@ -28,14 +28,16 @@ import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 from mbrl.util.logger import AverageMeter
 
+from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+
 
 @functools.singledispatch
 def state_dict(obj: Any) -> dict[str, Any]:
     """What ``obj`` needs to continue where it is (an mbrl object without ``state_dict``).
 
     Args:
-        obj: an mbrl ``ReplayBuffer``, ``Logger``, pytorch_sac_pranz24 ``SAC`` or
-            ``OneDTransitionRewardModel``.
+        obj: an mbrl ``ReplayBuffer`` (or this package's ``ScoredReplayBuffer``), ``Logger``,
+            pytorch_sac_pranz24 ``SAC`` or ``OneDTransitionRewardModel``.
 
     Returns:
         Plain data: tensors, arrays, numbers, strings.
@@ -112,6 +114,37 @@ def _load_buffer(buffer: mbrl.util.ReplayBuffer, state: Mapping[str, Any]) -> No
         newest = slice(-buffer.capacity, None)
         buffer.add_batch(*(_chronological(state, key)[newest] for key in columns))
     buffer.rng.bit_generator.state = state["rng"]
+
+
+@state_dict.register
+def _scored_buffer_state(buffer: ScoredReplayBuffer) -> dict[str, Any]:
+    """A buffer's state (above), and the logits of its stored rows and which are stale."""
+    n = buffer.num_stored
+    return {
+        **_buffer_state(buffer),
+        "logits": buffer.logits[:n].copy(),
+        "stale": buffer.stale[:n].copy(),
+    }
+
+
+@load_state_dict.register
+def _load_scored_buffer(buffer: ScoredReplayBuffer, state: Mapping[str, Any]) -> None:
+    """Puts a buffer's state into an empty ``buffer``, and its rows' logits.
+
+    The saved logits are put back as they were (so a resumed run reads the very numbers
+    the uninterrupted one would, not a rescoring that may differ in the last bits); rows
+    saved without them (a plain buffer's state) are scored by ``buffer.scorer``, as are
+    rows added to a buffer of another capacity.
+    """
+    _load_buffer(buffer, state)
+    if buffer.capacity != state["capacity"]:
+        return  # (the rows were added, so scored)
+    if "logits" in state:
+        buffer.logits[: state["num_stored"]] = state["logits"]
+        if "stale" in state:
+            buffer.stale[: state["num_stored"]] = state["stale"]
+    else:
+        buffer.rescore()
 
 
 # ------------------------------------------------------------------------- SAC

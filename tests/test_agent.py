@@ -13,6 +13,7 @@ import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 
 from mbrl_bound_plugin.agent import BoundSACAgent
+from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,9 +43,15 @@ def _agent(**kwargs) -> BoundSACAgent:
     return BoundSACAgent(_sac(), **kwargs)
 
 
-def _buffer(num_rows: int = 64, reward: float | np.ndarray = 0.5, seed: int = 0):
+def _buffer(
+    num_rows: int = 64,
+    reward: float | np.ndarray = 0.5,
+    seed: int = 0,
+    cls: type[mbrl.util.ReplayBuffer] = mbrl.util.ReplayBuffer,
+    **kwargs,
+):
     rng = np.random.default_rng(seed)
-    buffer = mbrl.util.ReplayBuffer(num_rows, (OBS_DIM,), (ACT_DIM,), rng=rng)
+    buffer = cls(num_rows, (OBS_DIM,), (ACT_DIM,), rng=rng, **kwargs)
     rewards = np.broadcast_to(reward, (num_rows,))
     for i in range(num_rows):
         obs = rng.normal(size=OBS_DIM).astype(np.float32)
@@ -366,6 +373,62 @@ def test_batches_ahead_draws_nothing_without_a_ratio_term_or_a_discriminator():
     with _agent(lam=1.0).batches_ahead(buffer, 16, 3):  # no discriminator yet
         pass
     assert drawn == []
+
+
+# --- model batches from a ScoredReplayBuffer: the logits it stores, no discriminator call ---
+
+
+def _row_logit(obs, act, next_obs):
+    """A discriminator whose logit differs from row to row (a few units)."""
+    return torch.as_tensor((next_obs - obs).sum(-1) * 10.0 + 3.0 * act[:, 0])
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_scored_buffer_gives_sac_the_rewards_of_a_discriminator_call(ahead):
+    """Same seed, same rows: the batches and rewards SAC sees from the scored buffer are
+    those of relabelling by calling C, and C is called only when rows are stored."""
+    rewards = np.linspace(0.0, 1.0, 64)
+    plain = _buffer(reward=rewards, seed=4)
+    uncached = _agent(mode="bound", reward_floor=-1.0, clip=5.0)
+    plain_calls_to = _counting(_row_logit)
+    uncached.set_discriminator(plain_calls_to[0])
+    cached = _agent(mode="bound", reward_floor=-1.0, clip=5.0)
+    discriminator, calls = _counting(_row_logit)
+    cached.set_discriminator(discriminator)
+    scored = _buffer(reward=rewards, seed=4, cls=ScoredReplayBuffer, scorer=cached.logits)
+    assert calls == [1] * 64  # each row scored as it was added
+    calls.clear()
+    seen = {}
+    for name, agent, buffer in (("plain", uncached, plain), ("scored", cached, scored)):
+        seen[name] = _served_batches(agent)
+        with agent.batches_ahead(buffer, 16, 3 if ahead else 0):
+            for i in range(3):
+                agent.update(buffer, 16, i)
+    assert calls == []  # SAC's updates read the stored logits
+    assert plain_calls_to[1] == ([48] if ahead else [16, 16, 16])
+    for without, with_cache in zip(seen["plain"], seen["scored"], strict=True):
+        for field in ("obs", "act", "next_obs", "terminateds"):
+            np.testing.assert_array_equal(getattr(with_cache, field), getattr(without, field))
+        np.testing.assert_allclose(with_cache.rewards, without.rewards, rtol=1e-6, atol=1e-7)
+        assert np.ptp(without.rewards) > 0.5  # (rewards differ from row to row)
+    assert cached.pop_bound_reward() == pytest.approx(uncached.pop_bound_reward(), rel=1e-6)
+
+
+def test_a_scored_buffers_stale_logits_are_what_sac_reads():
+    """SAC trusts the stored logits: a discriminator changed without a rescore of the
+    buffer is not seen (keeping them current is the buffer owner's job, BoundRun's)."""
+    agent = _agent(lam=1.0, clip=100.0)
+    agent.set_discriminator(_constant_logit(1.0))
+    buffer = _buffer(reward=0.0, cls=ScoredReplayBuffer, scorer=agent.logits)
+    agent.set_discriminator(_constant_logit(-2.0))
+    agent.update(buffer, 16, 0)
+    assert agent.pop_bound_reward() == pytest.approx(100.0 * math.tanh(0.01), rel=1e-5)
+    buffer.rescore()
+    agent.update(buffer, 16, 1)
+    assert agent.pop_bound_reward() == pytest.approx(100.0 * math.tanh(-0.02), rel=1e-5)
+    # real batches from it get no ratio term
+    agent.update(buffer, 16, 2, model_data=False)
+    assert agent.pop_bound_reward() == 0.0
 
 
 def test_policy_ratio_off_keeps_the_models_ratio_term_and_not_sacs():

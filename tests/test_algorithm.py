@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
 import pathlib
+import shutil
 
 import gymnasium as gym
 import mbrl.types
+import mbrl.util
 import mbrl.util.common
 import numpy as np
 import pytest
@@ -21,9 +24,11 @@ from mbrl_bound_plugin import algorithm
 from mbrl_bound_plugin.agent import BoundSACAgent
 from mbrl_bound_plugin.algorithm import discriminator_step, train
 from mbrl_bound_plugin.checkpoint import latest_checkpoint, load_checkpoint
+from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.envs import make_env
 from mbrl_bound_plugin.errors import NumericalError, UsageError
 from mbrl_bound_plugin.run import DISC_STATS, BoundRun
+from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
 
 
 def _check_disc_columns(row: dict[str, str]) -> None:
@@ -177,6 +182,212 @@ def test_sac_reads_real_batches_without_the_ratio_and_logs_the_runs_statistics(
     assert {k: float(row[k]) for k in DISC_STATS} == run.disc_stats
     _check_disc_columns(row)
     assert run.agent.epochs_done == run.epoch == 1
+
+
+def _train_recorded(cfg, work_dir: pathlib.Path, monkeypatch, silent: bool = True) -> BoundRun:
+    """``train`` in-process; returns the run it built."""
+    runs = []
+
+    class RecordedRun(BoundRun):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            runs.append(self)
+
+    monkeypatch.setattr(algorithm, "BoundRun", RecordedRun)
+    env, term_fn, _ = make_env(cfg)
+    test_env, *_ = make_env(cfg)
+    train(env, test_env, term_fn, cfg, silent=silent, work_dir=str(work_dir))
+    (run,) = runs
+    return run
+
+
+# --- SAC's buffer scored as it fills and when C changes; SAC reads the stored logits ---
+
+# 2 epochs of 50 steps, a model training and discriminator step every 25 steps (250
+# rollouts each, in a buffer of 500: the rows of the previous rollouts stay through the
+# next discriminator step), 4 SAC updates of 32 rows per step; checkpoints at 50 and 100
+SCORED_RUN = (
+    "overrides.num_steps=100",
+    "overrides.epoch_length=50",
+    "overrides.freq_train_model=25",
+    "overrides.num_sac_updates_per_step=4",
+    "checkpoint.keep=2",
+    "log_frequency_agent=20",  # (train.csv: SAC's losses every 20 updates)
+)
+LOGS = ("results.csv", "train.csv", "model_train.csv")
+
+
+def _numbers(path: pathlib.Path) -> tuple[list[str], np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return list(rows[0]), np.array([[float(v) for v in row.values()] for row in rows])
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory, one_torch_thread) -> tuple[BoundRun, dict, pathlib.Path]:
+    """The run of ``SCORED_RUN``, and what it scored, added and sampled."""
+    counts = {
+        "added": 0,
+        "rescored": [],
+        "invalidated": [],
+        "stale_scored": [],
+        "sac_rows": 0,
+        "calls_in_sac": 0,
+    }
+    in_sac = [0]  # inside a step's SAC phase (drawing its batches ahead, or an update)
+    in_stale = [False]  # scoring the rows left stale since C changed
+    originals = (
+        ScoredReplayBuffer.add_batch,
+        ScoredReplayBuffer.rescore,
+        BoundSACAgent.update,
+        Discriminator.forward,
+        BoundSACAgent.batches_ahead,
+        ScoredReplayBuffer.invalidate,
+        ScoredReplayBuffer.score_stale,
+    )
+
+    def invalidate(self):
+        counts["invalidated"].append(len(self))
+        return originals[5](self)
+
+    def score_stale(self):
+        stale = int(self.stale[: len(self)].sum())
+        if stale:
+            counts["stale_scored"].append(stale)
+        in_stale[0] = True
+        try:
+            return originals[6](self)
+        finally:
+            in_stale[0] = False
+
+    def add_batch(self, obs, *args):
+        counts["added"] += len(obs)
+        return originals[0](self, obs, *args)
+
+    def rescore(self):
+        counts["rescored"].append(len(self))
+        return originals[1](self)
+
+    def update(self, buffer, batch_size, *args, model_data=True, **kwargs):
+        counts["sac_rows"] += batch_size if model_data else 0
+        in_sac[0] += 1
+        try:
+            return originals[2](self, buffer, batch_size, *args, model_data=model_data, **kwargs)
+        finally:
+            in_sac[0] -= 1
+
+    @contextlib.contextmanager
+    def batches_ahead(self, *args):
+        in_sac[0] += 1
+        try:
+            with originals[4](self, *args):
+                yield
+        finally:
+            in_sac[0] -= 1
+
+    def forward(self, *args):
+        counts["calls_in_sac"] += in_sac[0] > 0 and not in_stale[0]
+        return originals[3](self, *args)
+
+    work_dir = tmp_path_factory.mktemp("scored")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, fn in (
+            ("add_batch", add_batch),
+            ("rescore", rescore),
+            ("invalidate", invalidate),
+            ("score_stale", score_stale),
+        ):
+            mp.setattr(ScoredReplayBuffer, name, fn)
+        mp.setattr(BoundSACAgent, "update", update)
+        mp.setattr(BoundSACAgent, "batches_ahead", batches_ahead)
+        mp.setattr(Discriminator, "forward", forward)
+        run = _train_recorded(_tiny_bound_cfg(*SCORED_RUN), work_dir, mp, silent=False)
+    return run, counts, work_dir
+
+
+def _assert_logits_are_cs(buffer: ScoredReplayBuffer, discriminator: Discriminator) -> None:
+    rows = buffer.get_all()
+    with torch.no_grad():
+        fresh = discriminator(*(torch.as_tensor(x) for x in (rows.obs, rows.act, rows.next_obs)))
+    stored = torch.from_numpy(buffer.logits[: len(buffer)])
+    assert torch.allclose(stored, fresh, atol=1e-6)
+    assert fresh.abs().max() > 0.1  # (a fitted C: the comparison is not between zeros)
+
+
+def test_sac_reads_stored_logits_and_c_scores_rows_as_they_come_and_when_it_changes(scored_run):
+    run, counts, _ = scored_run
+    buffer = run.sac_buffer
+    assert isinstance(buffer, ScoredReplayBuffer)
+    # no discriminator call in any SAC update but to score the rows left stale
+    assert counts["calls_in_sac"] == 0
+    # scored: each row added (every rollout came after a discriminator step), the rows
+    # in the buffer when it was made (none), and after each discriminator step the rows
+    # the following rollout did not overwrite (250 of 500 once the buffer is full)
+    assert counts["added"] == 4 * 250 and counts["rescored"] == [0]
+    assert counts["invalidated"] == [0, 250, 500, 500]
+    assert counts["stale_scored"] == [250, 250, 250]  # not the 1250 rows invalidated
+    assert buffer.rows_scored == counts["added"] + sum(counts["stale_scored"])
+    # far fewer than SAC reads: 76 steps of 4 updates of 32 model rows
+    assert counts["sac_rows"] == 76 * 4 * 32
+    assert buffer.rows_scored * 4 < counts["sac_rows"]
+    _assert_logits_are_cs(buffer, run.discriminator)
+
+
+def test_the_run_is_the_one_that_calls_c_on_every_sac_batch(
+    scored_run, tmp_path, monkeypatch, one_torch_thread
+):
+    """Without the stored logits (mbrl's buffer, C called on each step's batches) the same
+    seed gives the same run: the same rows drawn, the same rewards up to rounding."""
+    run, _, work_dir = scored_run
+    monkeypatch.setattr(BoundRun, "scored_sac_buffer", lambda self, buffer: buffer)
+    uncached = _train_recorded(_tiny_bound_cfg(*SCORED_RUN), tmp_path, monkeypatch, False)
+    assert type(uncached.sac_buffer) is mbrl.util.ReplayBuffer
+    for name in LOGS:
+        header, cached_values = _numbers(work_dir / name)
+        assert _numbers(tmp_path / name)[0] == header
+        np.testing.assert_allclose(
+            _numbers(tmp_path / name)[1], cached_values, rtol=1e-4, atol=1e-6, err_msg=name
+        )
+    _, results = _numbers(work_dir / "results.csv")
+    assert len(results) == 2 and np.isfinite(results).all()
+    np.testing.assert_allclose(
+        uncached.sac_buffer.get_all().obs, run.sac_buffer.get_all().obs, rtol=1e-4, atol=1e-6
+    )
+
+
+def test_a_run_resumed_from_its_checkpoint_scores_its_buffer_as_the_uninterrupted_one(
+    scored_run, tmp_path, monkeypatch, one_torch_thread
+):
+    run, _, work_dir = scored_run
+    (tmp_path / "checkpoints").mkdir()
+    checkpoint = work_dir / "checkpoints" / "step_000000050.ckpt"
+    shutil.copy(checkpoint, tmp_path / "checkpoints")
+    # what a resumed run loads at step 50: the buffer and its logits, those of the
+    # restored C; a checkpoint without them (a plain buffer's) is scored on loading
+    state = load_checkpoint(checkpoint)["run"]
+    cfg = _tiny_bound_cfg(*SCORED_RUN)
+    env, term_fn, _ = make_env(cfg)
+    test_env, *_ = make_env(cfg)
+    loaded = {}
+    for logits_saved in (True, False):
+        if not logits_saved:
+            del state["sac_buffer"]["logits"]
+        fresh = BoundRun(env, test_env, term_fn, cfg, str(tmp_path / "fresh"), silent=True)
+        fresh.load_state_dict(state)
+        buffer = fresh.sac_buffer
+        assert isinstance(buffer, ScoredReplayBuffer) and len(buffer) == 500
+        assert buffer.rows_scored == (0 if logits_saved else 500)
+        _assert_logits_are_cs(buffer, fresh.discriminator)
+        loaded[logits_saved] = buffer.logits.copy()
+    # (the uninterrupted run scored them 250 at a time: the same up to rounding)
+    np.testing.assert_allclose(loaded[False], loaded[True], rtol=1e-5, atol=1e-6)
+    # resumed to the end: the uninterrupted run's logs and final logits
+    cfg = _tiny_bound_cfg(*SCORED_RUN, "resume=true")
+    resumed = _train_recorded(cfg, tmp_path, monkeypatch, silent=False)
+    assert resumed.env_steps == 100
+    for name in LOGS:
+        assert (tmp_path / name).read_bytes() == (work_dir / name).read_bytes(), name
+    np.testing.assert_array_equal(resumed.sac_buffer.logits, run.sac_buffer.logits)
 
 
 # --- one run, built in-process: exploration, a model training, a discriminator step ---
@@ -369,7 +580,7 @@ def test_each_ablation_turns_off_its_own_term_only(
     )
     assert cfg.algorithm.name == ablation
     calls = {"sac": 0, "model": 0}
-    original_logits, original_ratio = BoundSACAgent._logits, BoundSACAgent.ratio_term
+    original_logits, original_ratio = BoundSACAgent.logits, BoundSACAgent.ratio_term
 
     def logits(self, *args):
         calls["sac"] += 1
@@ -379,13 +590,15 @@ def test_each_ablation_turns_off_its_own_term_only(
         calls["model"] += logit.requires_grad or logit.grad_fn is not None
         return original_ratio(self, logit)
 
-    monkeypatch.setattr(BoundSACAgent, "_logits", logits)
+    monkeypatch.setattr(BoundSACAgent, "logits", logits)
     monkeypatch.setattr(BoundSACAgent, "ratio_term", ratio_term)
-    env, term_fn, _ = make_env(cfg)
-    test_env, *_ = make_env(cfg)
-    train(env, test_env, term_fn, cfg, silent=True, work_dir=str(tmp_path))
+    run = _train_recorded(cfg, tmp_path, monkeypatch)
     assert (calls["model"] > 0) == model_term
-    assert (calls["sac"] > 0) == policy_term
+    assert (calls["sac"] > 0) == policy_term  # (C scoring SAC's buffer)
+    # only SAC on the ratio term keeps its rows' logits; the ablation keeps mbrl's buffer
+    assert isinstance(run.sac_buffer, ScoredReplayBuffer) == policy_term
+    if not policy_term:
+        assert type(run.sac_buffer) is mbrl.util.ReplayBuffer
     with open(tmp_path / "results.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     _check_disc_columns(row)  # the discriminator is fitted in every arm
