@@ -7,7 +7,9 @@ through submitit's local executor (``--launcher submitit-local``: SLURM's time l
 and requeues on this machine). ``--resumable-mbpo`` runs the MBPO arm as
 ``algorithm=mbpo_resumable`` (MBPO in this package's loop, which checkpoints and resumes
 like bound) instead of mbrl's own ``mbpo``, which starts over when interrupted. Budgets
-and shared settings come from ``conf/compare/{benchmark,quick}.yaml``. At the end,
+and shared settings come from ``conf/compare/NAME.yaml`` (``--settings``: ``benchmark``,
+``v2``, ``quick``), the arms from ``--algorithms`` (bound, mbpo, pets and bound's two
+ablations), the seeds from ``--seeds`` and ``--first-seed``. At the end,
 :func:`mbrl_bound_plugin.report.make_report` summarizes every run under ``--out``.
 """
 
