@@ -25,7 +25,11 @@ component's time excludes the other components timed inside it:
 - other: the rest (environment steps, the loop, checkpoints on the bound side).
 
     python benchmarks/overhead.py [--task inv_pendulum|halfcheetah] [--repeats 3]
-        [--steps N] [--model-epochs 20] [--json FILE] [HYDRA_OVERRIDE ...]
+        [--steps N] [--model-epochs 20] [--device cpu|cuda:0] [--json FILE]
+        [HYDRA_OVERRIDE ...]
+
+On a GPU (``--device cuda:0``) every component boundary waits for the GPU
+(``torch.cuda.synchronize``), so each component is charged for its own kernels.
 
 This is a benchmark (numbers printed), not a test.
 """
@@ -102,8 +106,10 @@ class Timers:
     model updates inside model training, scoring inside rollouts).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sync: Callable[[], None] = lambda: None) -> None:
         self.seconds: dict[str, float] = {}
+        # on a GPU, torch.cuda.synchronize: kernels finish inside the component that queued them
+        self._sync = sync
         # the components running now, outermost first: [name, seconds inside others]
         self._stack: list[list] = []
 
@@ -113,10 +119,12 @@ class Timers:
             if any(frame[0] == name for frame in self._stack):  # (bound model's update
                 return fn(*args, **kwargs)  # calling mbrl's: counted once)
             self._stack.append([name, 0.0])
+            self._sync()
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                self._sync()
                 elapsed = time.perf_counter() - start
                 _, inner = self._stack.pop()
                 self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - inner
@@ -156,9 +164,11 @@ def time_run(algorithm: str, overrides: list[str]) -> tuple[float, dict[str, flo
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     train = mbpo.train if algorithm == "mbpo" else bound_algorithm.train
-    with tempfile.TemporaryDirectory() as work_dir, Timers().installed() as timers:
+    sync = torch.cuda.synchronize if str(cfg.device).startswith("cuda") else (lambda: None)
+    with tempfile.TemporaryDirectory() as work_dir, Timers(sync).installed() as timers:
         start = time.perf_counter()
         train(env, test_env, term_fn, cfg, silent=True, work_dir=work_dir)
+        sync()
         elapsed = time.perf_counter() - start
     steps = cfg.overrides.num_steps
     return elapsed / steps, {k: v / steps for k, v in timers.breakdown(elapsed).items()}
@@ -171,11 +181,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="environment steps after exploration")
     parser.add_argument("--model-epochs", type=int, default=20, help="epochs per model training")
     parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--device", default="cpu", help="torch device of both sides, e.g. cuda:0")
     args, extra = parser.parse_known_args()
     steps = args.steps or DEFAULT_STEPS[args.task]
     overrides = [
         *TASKS[args.task],
-        "device=cpu",
+        f"device={args.device}",
         f"overrides.num_steps={steps}",
         f"+overrides.num_epochs_train_model={args.model_epochs}",
         "overrides.patience=0",  # (mbrl: 0 turns early stopping off)
@@ -184,6 +195,7 @@ def main() -> None:
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else "")
     )
     print(f"# overrides: {' '.join(overrides)}")
     runs: dict[str, list[tuple[float, dict[str, float]]]] = {"bound": [], "mbpo": []}

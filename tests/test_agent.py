@@ -13,6 +13,7 @@ import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 
 from mbrl_bound_plugin.agent import BoundSACAgent
+from mbrl_bound_plugin.errors import NumericalError
 from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -281,6 +282,18 @@ def test_bound_mode_refuses_a_ratio_scale(scale):
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _agent(**kwargs)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_augmented_reward_is_refused_and_not_counted(bad):
+    agent = _agent(lam=1.0, clip=10.0)
+    agent.set_discriminator(_constant_logit(3.0))
+    obs, act = np.zeros((2, OBS_DIM), np.float32), np.zeros((2, ACT_DIM), np.float32)
+    agent.augmented_reward(obs, act, obs, np.array([0.5, 1.5], np.float32))
+    with pytest.raises(NumericalError, match="augmented reward is not finite"):
+        agent.augmented_reward(obs, act, obs, np.array([0.5, bad], np.float32))
+    # the refused batch is not in the mean reward SAC trained on
+    assert agent.pop_bound_reward() == pytest.approx(1.0 + 10.0 * math.tanh(0.3))
 
 
 def test_state_dict_round_trip_keeps_moments_warmup_and_pending_reward():
