@@ -39,6 +39,7 @@ from mbrl_bound_plugin.config import (
 )
 from mbrl_bound_plugin.errors import (
     PROG,
+    STOPPED_FILE,
     CheckpointWriteError,
     NumericalError,
     RunInterrupted,
@@ -197,6 +198,8 @@ def run(cfg: omegaconf.DictConfig) -> float:
 
 def _task(cfg: omegaconf.DictConfig) -> float:
     """The Hydra task: one run, with errors as one line and an exit code."""
+    stopped = pathlib.Path(STOPPED_FILE)  # (the run's folder is the working directory)
+    stopped.unlink(missing_ok=True)  # a rerun or resume starts unmarked
     try:
         with quiet_config_warnings():  # (also here: launchers run tasks in other processes)
             return run(cfg)
@@ -204,12 +207,14 @@ def _task(cfg: omegaconf.DictConfig) -> float:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except NumericalError as e:
+        stopped.write_text(f"{e}\n", encoding="utf-8")
         print(
             f"{PROG}: stopped: {e} (model and replay buffer saved in {os.getcwd()})",
             file=sys.stderr,
         )
         sys.exit(1)
     except CheckpointWriteError as e:
+        stopped.write_text(f"{e}\n", encoding="utf-8")
         print(f"{PROG}: stopped: {e}", file=sys.stderr)
         sys.exit(1)
     except RunInterrupted as e:

@@ -11,6 +11,10 @@ import pathlib
 import signal
 
 PROG = "mbrl-bound"
+# Written in a run's folder when the run stops on an error it cannot continue past (a NaN,
+# a checkpoint that cannot be written): the error's line. Removed when the run starts
+# again; mbrl-bound-report marks such runs.
+STOPPED_FILE = "stopped.txt"
 
 
 def first_line(error: BaseException) -> str:

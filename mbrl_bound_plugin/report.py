@@ -68,7 +68,7 @@ import scipy.stats
 from matplotlib.figure import Figure
 
 from mbrl_bound_plugin import maze
-from mbrl_bound_plugin.errors import ReportError
+from mbrl_bound_plugin.errors import STOPPED_FILE, ReportError
 
 PROG = "mbrl-bound-report"
 
@@ -151,6 +151,8 @@ class Run:
         seed: ``seed`` of its config.
         results: its ``results.csv``, rows with a missing ``env_step`` or
             ``episode_reward`` dropped, in logging order.
+        stopped: why the run stopped before its budget, from its ``stopped.txt``
+            (written by ``mbrl-bound`` on a NaN or inf); ``""`` if it did not.
     """
 
     path: Path
@@ -158,6 +160,7 @@ class Run:
     task: str
     seed: int
     results: pd.DataFrame
+    stopped: str = ""
 
 
 # ----------------------------------------------------------------------------- reading
@@ -221,7 +224,11 @@ def _read_run(path: Path, task_of: Callable[[omegaconf.DictConfig], str]) -> tup
     if results.empty:
         return None, "results.csv has no rows"
     algorithm = ALGORITHM_ALIASES.get(str(algorithm), str(algorithm))
-    return Run(path, algorithm, str(task), seed, results), ""
+    stopped_file = path / STOPPED_FILE
+    stopped = ""
+    if stopped_file.is_file():
+        stopped = stopped_file.read_text(encoding="utf-8", errors="replace").strip() or "stopped"
+    return Run(path, algorithm, str(task), seed, results, stopped), ""
 
 
 def _algorithm_key(name: str) -> tuple[int, str]:
@@ -472,7 +479,8 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
         :func:`final_return`), ``auc`` (see :func:`area_under_curves`, over all the runs
         of the task), ``auc_start`` and ``auc_end`` (the task's span), ``final_step``
         (``env_step`` of the last row), ``first_step`` and ``last_step`` (the smallest
-        and largest ``env_step``), in the order of ``runs``.
+        and largest ``env_step``), ``stopped`` (:attr:`Run.stopped`), in the order of
+        ``runs``.
     """
     rows = [
         {
@@ -487,6 +495,7 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
             "final_step": float(r.results[STEP_COL].iloc[-1]),
             "first_step": float(r.results[STEP_COL].min()),
             "last_step": float(r.results[STEP_COL].max()),
+            "stopped": r.stopped,
         }
         for r in runs
     ]
@@ -496,7 +505,7 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
         for i, auc in zip(index, aucs, strict=True):
             rows[i].update(auc=float(auc), auc_start=start, auc_end=end)
     columns = ["task", "algorithm", "seed", "path", "final", "auc"]
-    columns += ["auc_start", "auc_end", "final_step", "first_step", "last_step"]
+    columns += ["auc_start", "auc_end", "final_step", "first_step", "last_step", "stopped"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -954,6 +963,22 @@ def _span_lines(runs: pd.DataFrame) -> list[str]:
     return [f"{text}.", ""]
 
 
+def _stopped_lines(runs: pd.DataFrame) -> list[str]:
+    """The task's runs that stopped on an error before their budget (``runs``: its rows of
+    run_table), each with its last step and the error; nothing if none did."""
+    stopped = runs[runs["stopped"] != ""]
+    if stopped.empty:
+        return []
+    lines = [
+        f"**Stopped before the end of their budget** ({len(stopped)} of {len(runs)} runs; "
+        "their rows end there, and their final return is their last evaluation):",
+        "",
+    ]
+    for r in stopped.itertuples():
+        lines.append(f"- {r.algorithm} seed {r.seed}, after env step {r.final_step:g}: {r.stopped}")
+    return [*lines, ""]
+
+
 def _metric_lines(stats: pd.DataFrame, pct: str) -> list[str]:
     """The final return and AUC tables of a task (``stats``: its summarize_metrics rows)."""
     lines = []
@@ -1041,7 +1066,8 @@ def write_report(
 ) -> Path:
     """Writes ``out_dir/report.md``: the method, one section per task, the runs used.
 
-    A task's section has the final return and AUC tables (:func:`summarize_metrics`),
+    A task's section has the runs that stopped on an error before their budget (a NaN:
+    see :attr:`Run.stopped`), the final return and AUC tables (:func:`summarize_metrics`),
     the paired differences against :data:`BASELINE` (:func:`summarize_paired` and
     :func:`paired_differences`) when it has baseline runs and runs to compare with them,
     and the success rates (:func:`success_rates`) when it has a success threshold.
@@ -1078,6 +1104,7 @@ def write_report(
     for task, sub in stats.groupby(level="task", sort=False):
         lines += [f"## {task}", ""]
         lines += _span_lines(per_run[per_run["task"] == task])
+        lines += _stopped_lines(per_run[per_run["task"] == task])
         lines += _metric_lines(sub, pct)
         task_paired = paired[paired.index.get_level_values("task") == task]
         if not task_paired.empty:
@@ -1094,7 +1121,7 @@ def write_report(
             str(r.seed),
             _num(r.final),
             _num(r.auc),
-            f"{r.final_step:g}",
+            f"{r.final_step:g}" + (" (stopped)" if r.stopped else ""),
             f"`{_shown_path(r.path, out_dir)}`",
         ]
         for r in per_run.itertuples()

@@ -10,8 +10,9 @@ import pytest
 import torch
 from conftest import TINY_BOUND
 
+from mbrl_bound_plugin import cli
 from mbrl_bound_plugin.cli import preflight
-from mbrl_bound_plugin.errors import UsageError
+from mbrl_bound_plugin.errors import STOPPED_FILE, NumericalError, UsageError
 
 # Bad input is refused before the run starts: a command that takes longer has hung.
 TIMEOUT_S = 60
@@ -213,3 +214,22 @@ def test_a_multirun_with_quoted_and_choice_syntax_runs_each_job(run_cli, tmp_pat
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(sorted((tmp_path / "exp").rglob("results.csv"))) == 2
+
+
+def test_a_run_stopped_by_a_nan_is_marked_in_its_folder_until_it_runs_again(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    monkeypatch.chdir(tmp_path)  # (Hydra runs the task in the run's folder)
+
+    def diverges(cfg):
+        raise NumericalError("SAC loss is not finite at environment step 7")
+
+    monkeypatch.setattr(cli, "run", diverges)
+    with pytest.raises(SystemExit) as stop:
+        cli._task(None)
+    assert stop.value.code == 1
+    assert (tmp_path / STOPPED_FILE).read_text() == "SAC loss is not finite at environment step 7\n"
+    assert "mbrl-bound: stopped: SAC loss is not finite" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "run", lambda cfg: 1.0)  # resumed, and finishes this time
+    assert cli._task(None) == 1.0
+    assert not (tmp_path / STOPPED_FILE).exists()

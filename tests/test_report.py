@@ -576,3 +576,21 @@ def test_ablations_are_ordered_and_colored(tmp_path: pathlib.Path) -> None:
     assert len(set(colors.values())) == len(names)
     fixed = list(report.ALGORITHM_COLORS.values())
     assert len(set(fixed + list(report.OTHER_COLORS))) == len(fixed) + len(report.OTHER_COLORS)
+
+
+def test_runs_that_stopped_on_an_error_are_marked(runs_dir: pathlib.Path, tmp_path) -> None:
+    stopped = runs_dir / "bound" / "multirun" / "1"
+    (stopped / "stopped.txt").write_text("SAC loss is not finite at environment step 250\n")
+    (runs_dir / "bound" / "multirun" / "2" / "stopped.txt").write_text("")  # reason lost
+    runs = report.find_runs(runs_dir)
+    by_seed = {r.seed: r.stopped for r in runs if r.algorithm == "bound"}
+    assert by_seed == {0: "", 1: "SAC loss is not finite at environment step 250", 2: "stopped"}
+    assert all(r.stopped == "" for r in runs if r.algorithm != "bound")
+    text = report.write_report(runs, tmp_path / "out").read_text()
+    section = task_section(text, TASK)
+    assert "Stopped before the end of their budget** (2 of 9 runs" in section
+    assert "- bound seed 1, after env step 299: SAC loss is not finite" in section
+    assert "- bound seed 2, after env step 299: stopped" in section
+    assert "Stopped before" not in task_section(text, "CartPoleEnv")
+    runs_table = text.split("## Runs", 1)[1]
+    assert runs_table.count("(stopped)") == 2
