@@ -11,6 +11,7 @@ line is read with Hydra's own parsers, so every Hydra syntax works (``choice(...
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import sys
@@ -24,6 +25,7 @@ import torch
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.types import Override
+from hydra.types import RunMode
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
 from mbrl_bound_plugin import require_mbrl
@@ -196,8 +198,18 @@ def run(cfg: omegaconf.DictConfig) -> float:
     return float(result)
 
 
+def _in_sweep() -> bool:
+    """Whether this run is one job of a ``-m`` sweep."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def _task(cfg: omegaconf.DictConfig) -> float:
-    """The Hydra task: one run, with errors as one line and an exit code."""
+    """The Hydra task: one run, with errors as one line and an exit code.
+
+    A run stopped by a NaN or inf exits with code 1 on its own; in a sweep it returns NaN
+    instead, so that the sweep's other jobs (other seeds) still run: its ``stopped.txt``
+    says it stopped.
+    """
     stopped = pathlib.Path(STOPPED_FILE)  # (the run's folder is the working directory)
     stopped.unlink(missing_ok=True)  # a rerun or resume starts unmarked
     try:
@@ -212,6 +224,8 @@ def _task(cfg: omegaconf.DictConfig) -> float:
             f"{PROG}: stopped: {e} (model and replay buffer saved in {os.getcwd()})",
             file=sys.stderr,
         )
+        if _in_sweep():
+            return math.nan
         sys.exit(1)
     except CheckpointWriteError as e:
         stopped.write_text(f"{e}\n", encoding="utf-8")

@@ -233,3 +233,21 @@ def test_a_run_stopped_by_a_nan_is_marked_in_its_folder_until_it_runs_again(
     monkeypatch.setattr(cli, "run", lambda cfg: 1.0)  # resumed, and finishes this time
     assert cli._task(None) == 1.0
     assert not (tmp_path / STOPPED_FILE).exists()
+
+
+def test_in_a_sweep_a_stopped_run_returns_nan_so_the_other_seeds_still_run(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+
+    def diverges(cfg):
+        raise NumericalError("model loss is not finite at environment step 3")
+
+    monkeypatch.setattr(cli, "run", diverges)
+    monkeypatch.setattr(cli, "_in_sweep", lambda: True)
+    assert math.isnan(cli._task(None))
+    assert (tmp_path / STOPPED_FILE).read_text().startswith("model loss is not finite")
+    monkeypatch.setattr(cli, "_in_sweep", lambda: False)  # alone: exit code 1
+    with pytest.raises(SystemExit) as stop:
+        cli._task(None)
+    assert stop.value.code == 1
