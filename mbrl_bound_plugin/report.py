@@ -471,6 +471,9 @@ def area_under_curves(runs: Sequence[Run]) -> tuple[np.ndarray, float, float]:
 def run_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: its final return and its AUC over its task's common span.
 
+    The span is common to the task's runs that did not stop on an error
+    (:attr:`Run.stopped`); those that did have no AUC (NaN), unless all of them did.
+
     Args:
         runs: runs from :func:`find_runs`.
 
@@ -501,9 +504,14 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
     ]
     for task in dict.fromkeys(r.task for r in runs):
         index = [i for i, r in enumerate(runs) if r.task == task]
-        aucs, start, end = area_under_curves([runs[i] for i in index])
-        for i, auc in zip(index, aucs, strict=True):
-            rows[i].update(auc=float(auc), auc_start=start, auc_end=end)
+        # a run stopped by an error does not set the span (it would cut every run short)
+        # and has no AUC over it; if all stopped, they all count
+        counted = [i for i in index if not runs[i].stopped] or index
+        aucs, start, end = area_under_curves([runs[i] for i in counted])
+        for i in index:
+            rows[i].update(auc_start=start, auc_end=end)
+        for i, auc in zip(counted, aucs, strict=True):
+            rows[i]["auc"] = float(auc)
     columns = ["task", "algorithm", "seed", "path", "final", "auc"]
     columns += ["auc_start", "auc_end", "final_step", "first_step", "last_step", "stopped"]
     return pd.DataFrame(rows, columns=columns)
@@ -945,6 +953,8 @@ def _who(runs: pd.DataFrame) -> str:
 def _span_lines(runs: pd.DataFrame) -> list[str]:
     """The task's AUC span and the runs that set it (``runs``: its rows of run_table)."""
     start, end = runs["auc_start"].iloc[0], runs["auc_end"].iloc[0]
+    if (runs["stopped"] == "").any():  # the span is the unstopped runs' (see run_table)
+        runs = runs[runs["stopped"] == ""]
     limits = []
     if runs["first_step"].nunique() > 1:
         limits.append(f"the latest to start: {_who(runs[runs['first_step'] == start])}")
@@ -969,9 +979,14 @@ def _stopped_lines(runs: pd.DataFrame) -> list[str]:
     stopped = runs[runs["stopped"] != ""]
     if stopped.empty:
         return []
+    auc = (
+        "the span is theirs, as no run of the task went on"
+        if len(stopped) == len(runs)
+        else "they have no AUC: the span is the other runs'"
+    )
     lines = [
         f"**Stopped before the end of their budget** ({len(stopped)} of {len(runs)} runs; "
-        "their rows end there, and their final return is their last evaluation):",
+        f"their rows end there, their final return is their last evaluation, and {auc}):",
         "",
     ]
     for r in stopped.itertuples():

@@ -594,3 +594,29 @@ def test_runs_that_stopped_on_an_error_are_marked(runs_dir: pathlib.Path, tmp_pa
     assert "Stopped before" not in task_section(text, "CartPoleEnv")
     runs_table = text.split("## Runs", 1)[1]
     assert runs_table.count("(stopped)") == 2
+
+
+def test_a_stopped_run_neither_cuts_the_auc_span_nor_gets_an_auc(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "exp"
+    for seed in range(2):
+        make_run(root / f"mbpo{seed}", "mbpo", seed, mbpo_style(8.0, False, seed))
+    early = mbpo_style(4.0, True, 0).iloc[:2]  # rows at env steps 99 and 199 only
+    stopped = make_run(root / "bound0", "bound", 0, early)
+    make_run(root / "bound1", "bound", 1, mbpo_style(12.0, True, 1))
+    runs = report.find_runs(root)
+    table = report.run_table(runs).set_index(["algorithm", "seed"])
+    assert list(table["auc_end"].unique()) == [199.0]  # a short run (in progress) cuts it
+    (stopped / "stopped.txt").write_text("model loss is not finite\n")
+    runs = report.find_runs(root)
+    table = report.run_table(runs).set_index(["algorithm", "seed"])
+    assert list(table["auc_end"].unique()) == [299.0]  # a stopped one does not
+    # bound seed 1's returns 3, 6, 12 at steps 99, 199, 299: trapezoids over 99-299
+    assert table.loc[("bound", 1), "auc"] == pytest.approx(((3 + 6) / 2 + (6 + 12) / 2) / 2)
+    assert math.isnan(table.loc[("bound", 0), "auc"])
+    assert table.loc[("bound", 0), "final"] == 2.0  # its last evaluation
+    stats = report.summarize_metrics(runs).loc[(TASK, "bound")]
+    assert (stats["final_n"], stats["auc_n"]) == (2, 1)
+    paired = report.summarize_paired(runs).loc[(TASK, "bound")]
+    assert (paired["final_n"], paired["auc_n"]) == (2, 1)
+    text = report.write_report(runs, tmp_path / "out").read_text()
+    assert "AUC span: env steps 99–299" in text and "no AUC: the span is the other runs'" in text
