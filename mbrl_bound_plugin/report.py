@@ -1004,7 +1004,8 @@ def _metric_lines(stats: pd.DataFrame, pct: str) -> list[str]:
             mean = _num(row[f"{metric}_mean"])
             if row[f"{metric}_mean"] == best and len(stats) > 1:
                 mean = f"**{mean}**"
-            cells = [algorithm, str(int(row["final_n"])), mean, _num(row[f"{metric}_iqm"])]
+            n = str(int(row[f"{metric}_n"]))  # (a run stopped by an error has no AUC)
+            cells = [algorithm, n, mean, _num(row[f"{metric}_iqm"])]
             cells.append(_interval_cell(row, metric, pct))
             if metric == "final":
                 cells.append(_steps(row["final_step_min"], row["final_step_max"]))

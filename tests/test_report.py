@@ -620,3 +620,5 @@ def test_a_stopped_run_neither_cuts_the_auc_span_nor_gets_an_auc(tmp_path: pathl
     assert (paired["final_n"], paired["auc_n"]) == (2, 1)
     text = report.write_report(runs, tmp_path / "out").read_text()
     assert "AUC span: env steps 99–299" in text and "no AUC: the span is the other runs'" in text
+    assert table_rows(text, TASK)["bound"][0] == "2"  # seeds with a final return
+    assert table_rows(text, TASK, "AUC")["bound"][0] == "1"  # seeds with an AUC
