@@ -479,11 +479,11 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
 
     Returns:
         Columns ``task``, ``algorithm``, ``seed``, ``path``, ``final`` (see
-        :func:`final_return`), ``auc`` (see :func:`area_under_curves`, over all the runs
-        of the task), ``auc_start`` and ``auc_end`` (the task's span), ``final_step``
-        (``env_step`` of the last row), ``first_step`` and ``last_step`` (the smallest
-        and largest ``env_step``), ``stopped`` (:attr:`Run.stopped`), in the order of
-        ``runs``.
+        :func:`final_return`), ``auc`` (see :func:`area_under_curves`, over the task's
+        runs that did not stop on an error; NaN for those that did), ``auc_start`` and
+        ``auc_end`` (the task's span), ``final_step`` (``env_step`` of the last row),
+        ``first_step`` and ``last_step`` (the smallest and largest ``env_step``),
+        ``stopped`` (:attr:`Run.stopped`), in the order of ``runs``.
     """
     rows = [
         {
