@@ -38,11 +38,7 @@ class _AugmentedSampler:
         if self.model_data and ahead and ahead[0] is self.buffer and ahead[1]:
             batch, logit = ahead[1].pop(0)
         if batch is None or len(batch) != batch_size:
-            if self.model_data and isinstance(self.buffer, ScoredReplayBuffer):
-                batch, stored = self.buffer.sample_scored(batch_size)  # no call to C
-                logit = self.agent.stored_logits(stored)
-            else:
-                batch, logit = self.buffer.sample(batch_size), None
+            batch, logit = self.agent.draw(self.buffer, batch_size, self.model_data)
         if not self.agent.changes_reward:  # rt = r: SAC gets the batch as sampled
             self.agent.count_reward(batch.rewards, self.model_data)
             return batch
@@ -199,11 +195,8 @@ class BoundSACAgent(SACAgent):
         """
         ready = self.uses_ratio and self.discriminator is not None and buffer is not None
         if ready and count > 1 and len(buffer) >= batch_size:
-            if isinstance(buffer, ScoredReplayBuffer):
-                rows, stored = buffer.sample_scored(batch_size * count)
-                logits = self.stored_logits(stored)
-            else:
-                rows = buffer.sample(batch_size * count)
+            rows, logits = self.draw(buffer, batch_size * count)
+            if logits is None:  # not a ScoredReplayBuffer: one discriminator call for all
                 logits = self.logits(rows.obs, rows.act, rows.next_obs)
             self._ahead = (buffer, [
                 (rows[i * batch_size : (i + 1) * batch_size],
@@ -214,6 +207,19 @@ class BoundSACAgent(SACAgent):
             yield
         finally:
             self._ahead = None
+
+    def draw(
+        self, buffer: mbrl.util.ReplayBuffer, size: int, model_data: bool = True
+    ) -> tuple[mbrl.types.TransitionBatch, torch.Tensor | None]:
+        """``size`` rows of ``buffer`` (``buffer.sample``'s draw) and their stored logits.
+
+        The logits (as :meth:`stored_logits`) come from a ``ScoredReplayBuffer`` of model
+        rows, without a call to the discriminator; otherwise they are ``None``.
+        """
+        if model_data and isinstance(buffer, ScoredReplayBuffer):
+            rows, stored = buffer.sample_scored(size)
+            return rows, self.stored_logits(stored)
+        return buffer.sample(size), None
 
     def stored_logits(self, logits: np.ndarray) -> torch.Tensor:
         """Logits stored by a ``ScoredReplayBuffer``, as :meth:`logits` returns them."""
