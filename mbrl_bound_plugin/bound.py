@@ -48,13 +48,16 @@ def check_reward_settings(
         )
 
 
-def check_model_settings(beta: float, bound_batch_size: int | None = None) -> None:
+def check_model_settings(
+    beta: float, bound_batch_size: int | None = None, clamp_value: bool = True
+) -> None:
     """Refuses model-step settings that cannot work (see :func:`model_bound_term`).
 
     Args:
         beta: weight of the bound term in the model loss; must be ``>= 0``.
         bound_batch_size: rows of each member's batch that get the bound term; an
             integer ``>= 1``, or ``None`` for every row.
+        clamp_value: whether ``V(ŝ')`` is clamped (:func:`value_bounds`); a bool.
 
     Raises:
         ValueError: saying what to change.
@@ -69,6 +72,8 @@ def check_model_settings(beta: float, bound_batch_size: int | None = None) -> No
         raise ValueError(
             f"bound_batch_size must be an integer >= 1 or null (every row), got {bound_batch_size}"
         )
+    if not isinstance(clamp_value, bool):
+        raise ValueError(f"clamp_value must be true or false, got {clamp_value!r}")
 
 
 def check_rewards_above_floor(reward: torch.Tensor, reward_floor: float) -> None:
@@ -177,11 +182,45 @@ def augmented_reward(
     return task_reward_term(reward, mode, gamma, reward_floor) + ratio
 
 
+def value_bounds(
+    real_value: torch.Tensor, real_done: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[min, max]`` of ``V`` over real next states that are not terminal.
+
+    The range the critic has evidence for: the model step clamps ``V(ŝ')`` to it
+    (:func:`model_bound_term`), so that a model cannot gain by moving ``ŝ'`` to where the
+    critic only extrapolates. Computed without gradient.
+
+    Args:
+        real_value: ``V(s')`` at real next states, any shape.
+        real_done: whether each ``s'`` is terminal, same shape; ``None``: none is. When
+            every ``s'`` is terminal, all of them are used.
+
+    Returns:
+        Two scalar tensors, ``low <= high``.
+    """
+    with torch.no_grad():
+        values = real_value.flatten()
+        if real_done is not None:
+            if real_done.shape != real_value.shape:
+                raise ValueError(
+                    f"real_value and real_done must have the same shape, got "
+                    f"{tuple(real_value.shape)} and {tuple(real_done.shape)}"
+                )
+            alive = ~real_done.flatten().bool()
+            if bool(alive.any()):
+                values = values[alive]
+        if values.numel() == 0:
+            raise ValueError("value_bounds needs at least one real next state")
+        return values.min(), values.max()
+
+
 def model_bound_term(
     ratio: torch.Tensor,
     value: torch.Tensor,
     gamma: float,
     done: torch.Tensor | None = None,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The bound's part of the model loss (deep algorithm, step 2), per sample, before ``beta``.
 
@@ -190,11 +229,16 @@ def model_bound_term(
     and ``value`` (the caller freezes ``C`` and ``V`` so that only ``ŝ'`` carries them back
     to the model); ``done`` carries none. The caller averages over samples.
 
+    With ``bounds`` (from :func:`value_bounds`), ``V(ŝ')`` is first clamped to
+    ``[low, high]``: beyond the values seen at real next states it is constant, so it has
+    no gradient there, and only the NLL and the ratio term act on such samples.
+
     Args:
         ratio: the ratio term ``g(logit)`` at model samples ``ŝ'``, any shape.
         value: ``V(ŝ')`` at the same samples, same shape as ``ratio``.
         gamma: discount factor.
         done: whether ``ŝ'`` is terminal, same shape (bool or 0/1); ``None``: never.
+        bounds: ``(low, high)`` to clamp ``value`` to; ``None``: no clamp.
 
     Returns:
         A tensor of the shape of ``ratio``, to be minimized.
@@ -208,6 +252,8 @@ def model_bound_term(
                 f"ratio and {name} must have the same shape, got {tuple(ratio.shape)} and "
                 f"{tuple(x.shape)}"
             )
+    if bounds is not None:
+        value = torch.clamp(value, min=bounds[0].detach(), max=bounds[1].detach())
     if done is not None:
         value = value * (1.0 - done.to(value.dtype).detach())  # no value after a terminal state
     return -(ratio + gamma * value)

@@ -557,7 +557,11 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
 
     wrapper = cfg.algorithm.model_wrapper
     try:
-        bound.check_model_settings(wrapper.get("beta", 0.0), wrapper.get("bound_batch_size"))
+        bound.check_model_settings(
+            wrapper.get("beta", 0.0),
+            wrapper.get("bound_batch_size"),
+            wrapper.get("clamp_value", True),
+        )
     except ValueError as e:
         raise UsageError(f"algorithm.model_wrapper: {first_line(e)}") from e
     agent = cfg.algorithm.bound_agent

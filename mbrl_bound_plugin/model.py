@@ -3,7 +3,8 @@
 The model loss becomes ``NLL + beta * -(g(logit C(s,a,ŝ')) + gamma * (1 - done(ŝ')) *
 V(ŝ'))`` with ``ŝ'`` drawn from the ensemble by reparameterization, ``g`` the policy's
 own ratio term, and ``C`` and ``V`` frozen, so gradients reach the model through ``ŝ'``
-only (``docs/algorithm.md``, the model step). The bound term is reduced over ensemble
+only (``docs/algorithm.md``, the model step). ``V(ŝ')`` is clamped to the range of ``V`` at
+the batch's real next states (``clamp_value``). The bound term is reduced over ensemble
 members as mbrl reduces the NLL, so ``beta`` weighs it against each member's NLL
 whatever the ensemble size, and with ``beta > 0`` validation scores the same objective.
 With ``beta = 0`` (or before the critics are set) training is mbrl's own, unchanged.
@@ -28,7 +29,7 @@ DiscriminatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
 RatioFn = Callable[[torch.Tensor], torch.Tensor]
 TermFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-BOUND_STATS = ("model_nll", "bound_term", "bound_logit", "bound_value")
+BOUND_STATS = ("model_nll", "bound_term", "bound_logit", "bound_value", "bound_value_clamped")
 
 
 @contextlib.contextmanager
@@ -76,6 +77,11 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             first ones; mbrl's batches are shuffled, so a random subset): an unbiased
             estimate of the term's mean at a fraction of its cost (the critics' forward
             and backward passes). ``None``: every row. Must be ``>= 1``.
+        clamp_value: clamp ``V(ŝ')`` to the range of ``V`` over the same rows' real,
+            non-terminal next states (``bound.value_bounds``), so that the model gains
+            nothing by moving ``ŝ'`` to where the critic only extrapolates. Without it,
+            model and critic can feed each other: the model seeks the critic's
+            extrapolated highs, SAC's critic then trains on those rollouts.
         **kwargs: passed to ``OneDTransitionRewardModel`` (``target_is_delta``,
             ``normalize``, ``normalize_double_precision``, ``learned_rewards``,
             ``obs_process_fn``, ``no_delta_list``, ``num_elites``).
@@ -86,12 +92,14 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         model: mbrl.models.Model,
         beta: float = 0.0,
         bound_batch_size: int | None = None,
+        clamp_value: bool = True,
         **kwargs: Any,
     ):
-        bound.check_model_settings(beta, bound_batch_size)
+        bound.check_model_settings(beta, bound_batch_size, clamp_value)
         super().__init__(model, **kwargs)
         self.beta = float(beta)
         self.bound_batch_size = None if bound_batch_size is None else int(bound_batch_size)
+        self.clamp_value = bool(clamp_value)
         # critics in a tuple, so that an nn.Module critic is not registered as a
         # submodule (its parameters must stay out of the model's optimizer)
         self._critics: tuple[DiscriminatorFn, ValueFn, RatioFn, TermFn | None] | None = None
@@ -218,20 +226,43 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         nll = mbrl.util.math.gaussian_nll(mean, logvar, target, reduce=False).mean((1, 2)).sum()
         return nll + 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())
 
+    def _real_next(
+        self, batch: mbrl.types.TransitionBatch
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The batch's real next observations and terminal flags (``... x 1``), if clamping."""
+        if not self.clamp_value:
+            return None
+        next_obs = model_util.to_tensor(batch.next_obs).to(self.device).float()
+        dones = model_util.to_tensor(batch.terminateds).to(self.device).bool().unsqueeze(-1)
+        return next_obs, dones
+
     def _bound_rows(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
         """The first ``bound_batch_size`` rows of each member's ``E x B x ...`` tensors."""
         rows = self.bound_batch_size
         return [t if t is None or rows is None else t[..., :rows, :] for t in tensors]
 
     def _bound_terms(
-        self, mean: torch.Tensor, logvar: torch.Tensor | None, obs: torch.Tensor, act: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-sample ``g(logit)``, ``gamma (1 - done) V`` and their negated sum, ``E x b``.
+        self,
+        mean: torch.Tensor,
+        logvar: torch.Tensor | None,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        real_next: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample ``g(logit)``, ``gamma (1 - done) V``, their negated sum, and clamped-or-not.
 
-        ``b`` is the batch size, or ``bound_batch_size`` when that is smaller.
+        Each ``E x b``; ``b`` is the batch size, or ``bound_batch_size`` when that is
+        smaller. ``real_next`` (the same rows' real next observations and terminal flags)
+        gives the range ``V(ŝ')`` is clamped to; ``None``: no clamp.
         """
         mean, logvar, obs, act = self._bound_rows(mean, logvar, obs, act)
         discriminator, value_fn, ratio_fn, termination_fn = self._critics
+        bounds = None
+        if real_next is not None:
+            real_obs, real_done = self._bound_rows(*real_next)
+            with torch.no_grad():
+                real_value = _match_trailing_one(value_fn(real_obs), real_obs.shape[:-1])
+            bounds = bound.value_bounds(real_value, real_done.squeeze(-1))
         next_obs = self._next_obs(mean, logvar, obs)  # ŝ' ~ q, reparameterized
         obs_b = obs.expand_as(next_obs)
         act_b = act.expand(*next_obs.shape[:-1], act.shape[-1])
@@ -245,8 +276,11 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
                     act_b.reshape(-1, act_b.shape[-1]), next_obs.reshape(-1, next_obs.shape[-1])
                 )
             done = flat.reshape(logit.shape)
-        term = bound.model_bound_term(ratio, value, self._gamma, done)
-        return ratio, -term - ratio, term
+        term = bound.model_bound_term(ratio, value, self._gamma, done, bounds)
+        clamped = torch.zeros_like(term, dtype=torch.bool)
+        if bounds is not None:
+            clamped = (value.detach() < bounds[0]) | (value.detach() > bounds[1])
+        return ratio, -term - ratio, term, clamped
 
     def update(
         self,
@@ -266,12 +300,12 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
 
         Returns:
             The loss value and a metadata dict (with ``model_nll``, ``bound_term``,
-            ``bound_logit``, ``bound_value`` and ``grad_norm`` when the bound term is
-            used; mbrl's metadata otherwise).
+            ``bound_logit``, ``bound_value``, ``bound_value_clamped`` and ``grad_norm``
+            when the bound term is used; mbrl's metadata otherwise).
         """
         if self.beta == 0.0 or self._critics is None:
             loss, meta = super().update(batch, optimizer, target)
-            self._record(model_nll=float(loss), bound_term=0.0, bound_logit=0.0, bound_value=0.0)
+            self._record(model_nll=float(loss), **dict.fromkeys(BOUND_STATS[1:], 0.0))
             return loss, meta
 
         assert target is None
@@ -283,7 +317,9 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         obs = model_util.to_tensor(batch.obs).to(self.device).float()
         act = model_util.to_tensor(batch.act).to(self.device).float()
         with _frozen(self._frozen):
-            ratio, value, term = self._bound_terms(mean, logvar, obs, act)
+            ratio, value, term, clamped = self._bound_terms(
+                mean, logvar, obs, act, self._real_next(batch)
+            )
             bound_term = self._reduce_members(term)
             # model step: NLL + beta * -(g(logit C) + gamma (1 - done) V)
             loss = nll + self.beta * bound_term
@@ -300,6 +336,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             "bound_term": bound_term.item(),
             "bound_logit": self._reduce_members(ratio).item(),
             "bound_value": self._reduce_members(value).item(),
+            "bound_value_clamped": clamped.float().mean().item(),
         }
         self._record(**stats)
         meta.update(grad_norm=grad_norm, **stats)
@@ -328,7 +365,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             if self._critics is not None:
                 obs = model_util.to_tensor(batch.obs).to(self.device).float()
                 act = model_util.to_tensor(batch.act).to(self.device).float()
-                term = self._bound_terms(mean, logvar, obs, act)[2]
+                term = self._bound_terms(mean, logvar, obs, act, self._real_next(batch))[2]
                 if term.shape[-1] != score.shape[-1]:  # a subsample: its mean, for every row
                     term = term.mean(-1, keepdim=True)
                 score = score + self.beta * term
@@ -345,7 +382,8 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         Resets the sums. With ``beta == 0`` the recorded ``model_nll`` is mbrl's loss and
         the bound's columns are ``0.0``. ``bound_logit`` is the mean ratio term
         ``g(logit C)`` the model maximizes, ``bound_value`` the mean ``gamma (1 - done) V``;
-        ``bound_term`` is minus their sum (each reduced over members as the NLL).
+        ``bound_term`` is minus their sum (each reduced over members as the NLL), and
+        ``bound_value_clamped`` the fraction of samples ``ŝ'`` whose ``V`` was clamped.
 
         Returns:
             The means, or ``{}`` when no update ran since the last pop.

@@ -62,6 +62,7 @@ MODEL_BOUND_LOG_FORMAT = [
     ("bound_term", "BT", "float"),
     ("bound_logit", "BL", "float"),
     ("bound_value", "BV", "float"),
+    ("bound_value_clamped", "BVC", "float"),
 ]
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ log = logging.getLogger(__name__)
 class _ModelTrainLog:
     """Logger view for mbrl's ``ModelTrainer``: adds the bound term beside the NLL.
 
-    ``model_train.csv`` gets the columns ``model_nll``, ``bound_term``, ``bound_logit``
-    and ``bound_value`` (means over the epoch's updates) next to mbrl's ``model_loss``.
+    ``model_train.csv`` gets the columns ``model_nll``, ``bound_term``, ``bound_logit``,
+    ``bound_value`` and ``bound_value_clamped`` (means over the epoch's updates) next to
+    mbrl's ``model_loss``.
     """
 
     def __init__(self, logger: mbrl.util.Logger, model: BoundTransitionRewardModel):

@@ -229,6 +229,51 @@ def test_model_bound_term_rejects_shape_mismatch():
         bound.model_bound_term(torch.zeros(3), torch.zeros(3), 0.9, done=torch.zeros(3, 1))
 
 
+def test_value_bounds_are_the_range_over_nonterminal_real_next_states():
+    real_value = torch.tensor([[3.0, -2.0, 50.0], [1.0, 7.0, -40.0]])
+    done = torch.tensor([[False, False, True], [False, False, True]])
+    low, high = bound.value_bounds(real_value, done)
+    assert (low.item(), high.item()) == (-2.0, 7.0)  # 50 and -40 are after terminal states
+    low, high = bound.value_bounds(real_value)
+    assert (low.item(), high.item()) == (-40.0, 50.0)
+    # every next state terminal: all of them, rather than no range at all
+    low, high = bound.value_bounds(real_value, torch.ones(2, 3, dtype=torch.bool))
+    assert (low.item(), high.item()) == (-40.0, 50.0)
+
+
+def test_value_bounds_carry_no_gradient_and_refuse_bad_input():
+    real_value = torch.tensor([1.0, 4.0], requires_grad=True)
+    low, high = bound.value_bounds(real_value)
+    assert not low.requires_grad and not high.requires_grad
+    with pytest.raises(ValueError, match="same shape"):
+        bound.value_bounds(torch.zeros(3), torch.zeros(3, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one"):
+        bound.value_bounds(torch.zeros(0))
+
+
+def test_model_bound_term_clamps_the_value_to_the_bounds_with_no_gradient_beyond():
+    ratio = torch.tensor([0.5, 0.5, 0.5, 0.5], requires_grad=True)
+    value = torch.tensor([-5.0, 0.0, 2.0, 1e6], requires_grad=True)
+    bounds = (torch.tensor(-1.0), torch.tensor(3.0))
+    out = bound.model_bound_term(ratio, value, gamma=0.5, bounds=bounds)
+    # V clamped to [-1, 3]: -(0.5 + 0.5 * [-1, 0, 2, 3])
+    torch.testing.assert_close(out, torch.tensor([0.0, -0.5, -1.5, -2.0]))
+    out.sum().backward()
+    # inside the range the value's gradient is -gamma, beyond it none: no gain from going further
+    torch.testing.assert_close(value.grad, torch.tensor([0.0, -0.5, -0.5, 0.0]))
+    torch.testing.assert_close(ratio.grad, -torch.ones(4))
+    # a clamped sample after a terminal state still has no value at all
+    done = torch.tensor([False, False, False, True])
+    out = bound.model_bound_term(ratio, value, gamma=0.5, done=done, bounds=bounds)
+    assert out[3].item() == -0.5
+
+
+def test_check_model_settings_refuses_a_non_bool_clamp_value():
+    bound.check_model_settings(0.1, None, False)
+    with pytest.raises(ValueError, match="clamp_value must be true or false"):
+        bound.check_model_settings(0.1, None, "yes")
+
+
 def test_kl_estimate_and_balanced_accuracy_by_hand():
     assert bound.kl_estimate(torch.tensor([-1.0, -2.0, 0.0])).item() == pytest.approx(1.0)
     real = torch.tensor([1.0, -1.0, 2.0, 0.0])  # 2 of 4 correct (> 0)

@@ -102,6 +102,7 @@ def test_beta_zero_update_is_mbrls_update_bit_for_bit():
         "bound_term": 0.0,
         "bound_logit": 0.0,
         "bound_value": 0.0,
+        "bound_value_clamped": 0.0,
     }
     assert ours.pop_bound_stats() == {}
 
@@ -554,9 +555,10 @@ def _nll_by_hand(model: BoundTransitionRewardModel, batch: TransitionBatch) -> t
     return ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean(-1)
 
 
-def test_eval_score_with_beta_is_the_nll_plus_beta_times_the_bound_term():
+@pytest.mark.parametrize("clamp_value", [True, False])
+def test_eval_score_with_beta_is_the_nll_plus_beta_times_the_bound_term(clamp_value):
     data = _data(num_rows=48)
-    model = _bound_model(0.5, data)
+    model = _bound_model(0.5, data, clamp_value=clamp_value)
     model.set_bound_critics(_peaked_discriminator, _linear_value, GAMMA)
     with torch.no_grad():
         torch.manual_seed(11)
@@ -564,12 +566,18 @@ def test_eval_score_with_beta_is_the_nll_plus_beta_times_the_bound_term():
         torch.manual_seed(11)  # the same draws of ŝ'
         next_obs = model.sample_next_obs(data)
         obs, act = torch.from_numpy(data.obs), torch.from_numpy(data.act)
-        term = -(_peaked_discriminator(obs, act, next_obs) + GAMMA * _linear_value(next_obs))
+        value = _linear_value(next_obs)
+        real_value = _linear_value(torch.from_numpy(data.next_obs))  # no terminal rows here
+        clamped = (value < real_value.min()) | (value > real_value.max())
+        if clamp_value:
+            value = value.clamp(real_value.min(), real_value.max())
+        term = -(_peaked_discriminator(obs, act, next_obs) + GAMMA * value)
         expected = _nll_by_hand(model, data) + 0.5 * term
     assert score.shape == (ENSEMBLE, 48, 1)
     torch.testing.assert_close(score[..., 0], expected, rtol=1e-5, atol=1e-5)
-    # (the bound part is not negligible here)
+    # (the bound part is not negligible here, and some samples are beyond the real range)
     assert (0.5 * term).abs().mean() > 0.1
+    assert 0 < clamped.float().mean() < 0.5
     # before the critics are set, the score is the NLL alone
     fresh = _bound_model(0.5, data)
     with torch.no_grad():
@@ -671,3 +679,54 @@ def test_bound_batch_size_in_validation_adds_the_subsample_mean_to_every_row():
 def test_a_bad_bound_batch_size_is_refused(bad):
     with pytest.raises(ValueError, match="bound_batch_size"):
         BoundTransitionRewardModel(_ensemble(0), beta=1.0, bound_batch_size=bad, **WRAPPER_KWARGS)
+
+
+# --- V(ŝ') clamped to the range of V at real next states ---
+
+
+def _one_next_state_data(num_rows: int = 128) -> TransitionBatch:
+    """Data whose real next states all have the same value under ``_linear_value``."""
+    data = _data(num_rows)
+    next_obs = np.broadcast_to(data.next_obs[:1], data.next_obs.shape).copy()
+    return TransitionBatch(data.obs, data.act, next_obs, data.rewards, *data.astuple()[4:])
+
+
+@pytest.mark.parametrize("clamp_value", [True, False])
+def test_a_value_range_of_one_point_leaves_the_value_no_gradient(clamp_value):
+    # every real next state has the same V, so every ŝ' is clamped to it: the bound term is
+    # then constant and the update is the NLL's alone; without the clamp it is not
+    data = _one_next_state_data()
+    batch = _first_batch(data)
+    results = {}
+    for beta in (0.0, 50.0):
+        model = _bound_model(beta, data, clamp_value=clamp_value)
+        model.set_bound_critics(_zero_discriminator, _linear_value, GAMMA)
+        torch.manual_seed(2)
+        model.update(batch, torch.optim.SGD(model.parameters(), lr=1e-3))
+        results[beta] = (model, model.pop_bound_stats())
+    (plain, _), (pulled, stats) = results[0.0], results[50.0]
+    weights = [m.model.mean_and_logvar.weight for m in (plain, pulled)]
+    if clamp_value:
+        torch.testing.assert_close(weights[0], weights[1])
+        assert stats["bound_value_clamped"] == 1.0
+        expected_value = GAMMA * _linear_value(torch.from_numpy(data.next_obs[0])).item()
+        assert stats["bound_value"] == pytest.approx(ENSEMBLE * expected_value, rel=1e-5)
+    else:
+        assert not torch.allclose(weights[0], weights[1])
+        assert stats["bound_value_clamped"] == 0.0
+
+
+def test_the_value_range_leaves_out_real_next_states_after_termination():
+    # one real row ends an episode with a next state of huge value: it must not widen the
+    # range (the critic has no evidence there), so samples are still clamped to the rest
+    data = _one_next_state_data(num_rows=64)
+    next_obs, terminated = data.next_obs.copy(), data.terminateds.copy()
+    next_obs[5] = 100.0 * W.numpy()  # V = 100 |w|^2
+    terminated[5] = True
+    data = TransitionBatch(data.obs, data.act, next_obs, data.rewards, terminated, terminated)
+    model = _bound_model(1.0, data)
+    model.set_bound_critics(_zero_discriminator, _linear_value, GAMMA)
+    with torch.no_grad():
+        score = model.eval_score(data)[0][..., 0]
+    low = _linear_value(torch.from_numpy(data.next_obs[0])).item()
+    torch.testing.assert_close(score, _nll_by_hand(model, data) - GAMMA * low)
