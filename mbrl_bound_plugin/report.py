@@ -11,7 +11,8 @@ next to Hydra's ``.hydra/config.yaml``: single runs, multirun sweeps ``0/``, ``1
 - ``curves.png``: return against environment steps, one line and band per algorithm,
   one panel per task;
 - ``bound_diagnostics.png``: ``disc_accuracy`` and ``kl_estimate`` against environment
-  steps for the ``algorithm=bound`` runs (not written when there are none).
+  steps for the runs of ``bound`` and its ablations, one row per task and arm (not
+  written when there are none).
 
 Definitions, per run (one seed):
 
@@ -1242,35 +1243,47 @@ def plot_curves(runs: Sequence[Run], path: str | Path) -> Path:
     return path
 
 
-def plot_bound_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None:
-    """Writes a PNG of ``disc_accuracy`` and ``kl_estimate`` over steps for bound runs.
+def diagnostic_rows(runs: Sequence[Run]) -> list[tuple[str, str, list[Run]]]:
+    """The runs :func:`plot_bound_diagnostics` draws, grouped by (task, algorithm).
 
-    One row of two panels per task (tasks have different step scales), one line per
-    seed, with a legend up to ``MAX_LEGEND_ENTRIES`` seeds; the accuracy panel has a
-    dashed line at 0.5 (the discriminator cannot tell model from real transitions).
-    Rows where a value is NaN (before the discriminator's first update) are left out.
+    A run is drawn when it logged a discriminator (a ``disc_accuracy`` or ``kl_estimate``
+    value): ``bound`` and its ablations alike. Groups in task order, then in the
+    report's algorithm order.
+    """
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        cols = [c for c in DIAGNOSTIC_COLS if c in r.results.columns]
+        if cols and r.results[cols].notna().any().any():
+            groups.setdefault((r.task, r.algorithm), []).append(r)
+    keys = sorted(groups, key=lambda k: (k[0], _algorithm_key(k[1])))
+    return [(task, algorithm, groups[task, algorithm]) for task, algorithm in keys]
+
+
+def plot_bound_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None:
+    """Writes a PNG of ``disc_accuracy`` and ``kl_estimate`` over steps for bound's arms.
+
+    One row of two panels per task and arm (:func:`diagnostic_rows`: ``bound`` and its
+    ablations; tasks have different step scales), one line per seed, with a legend up to
+    ``MAX_LEGEND_ENTRIES`` seeds; the accuracy panel has a dashed line at 0.5 (the
+    discriminator cannot tell model from real transitions). Rows where a value is NaN
+    (before the discriminator's first update) are left out.
 
     Args:
-        runs: runs from :func:`find_runs`; only those with algorithm ``bound`` and a
-            ``disc_accuracy`` or ``kl_estimate`` column are drawn.
+        runs: runs from :func:`find_runs`; only those with a discriminator's diagnostics
+            are drawn.
         path: the PNG to write (its directory is created if needed).
 
     Returns:
         ``path``, or ``None`` (nothing written) when there is no such run.
     """
-    bound_runs = [
-        r
-        for r in runs
-        if r.algorithm == "bound" and any(c in r.results.columns for c in DIAGNOSTIC_COLS)
-    ]
-    if not bound_runs:
+    rows = diagnostic_rows(runs)
+    if not rows:
         return None
     path = Path(path)
-    tasks = sorted({r.task for r in bound_runs})
-    fig = Figure(figsize=(12, 3.8 * len(tasks)), layout="constrained")
-    axes = fig.subplots(len(tasks), 2, squeeze=False)
-    for (ax_acc, ax_kl), task in zip(axes, tasks, strict=True):
-        for r in (r for r in bound_runs if r.task == task):
+    fig = Figure(figsize=(12, 3.8 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    for (ax_acc, ax_kl), (task, algorithm, arm_runs) in zip(axes, rows, strict=True):
+        for r in arm_runs:
             for ax, col in ((ax_acc, "disc_accuracy"), (ax_kl, "kl_estimate")):
                 if col in r.results.columns:
                     df = r.results[[STEP_COL, col]].dropna()
@@ -1278,9 +1291,9 @@ def plot_bound_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None
         line = ax_acc.axhline(0.5, color="black", linestyle="--", linewidth=1)
         ax_acc.legend([line], ["0.5: indistinguishable"], fontsize="small", loc="lower left")
         ax_acc.set_ylim(-0.02, 1.02)
-        ax_acc.set_title(f"{task}: discriminator held-out accuracy")
+        ax_acc.set_title(f"{task}, {algorithm}: discriminator held-out accuracy")
         ax_acc.set_ylabel("disc_accuracy")
-        ax_kl.set_title(f"{task}: KL(model || real) estimate, -mean logit C")
+        ax_kl.set_title(f"{task}, {algorithm}: KL(model || real) estimate, -mean logit C")
         ax_kl.set_ylabel("kl_estimate")
         for ax in (ax_acc, ax_kl):
             ax.set_xlabel("environment steps")
@@ -1288,8 +1301,8 @@ def plot_bound_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None
         if len(ax_kl.lines) <= MAX_LEGEND_ENTRIES:
             ax_kl.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         else:  # a legend this long would squeeze the panels to nothing
-            ax_kl.set_title(f"{task}: KL estimate, -mean logit C ({len(ax_kl.lines)} runs)")
-    fig.suptitle("bound runs: discriminator diagnostics")
+            ax_kl.set_title(f"{task}, {algorithm}: KL estimate ({len(ax_kl.lines)} runs)")
+    fig.suptitle("bound's arms: discriminator diagnostics")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path

@@ -220,6 +220,23 @@ def test_plots_are_pngs(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
     assert is_png(curves) and is_png(diagnostics)
 
 
+def test_diagnostics_draw_every_arm_with_a_discriminator(
+    runs_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    for i in range(2):  # an ablation logs the same columns; a run with only NaN ones does not
+        df = mbpo_style(5.0, True, i)
+        make_run(runs_dir / "abl" / str(i), "bound_no_policy_term", i, df)
+    df = mbpo_style(5.0, True, 0)
+    df["disc_accuracy"] = df["kl_estimate"] = math.nan
+    make_run(runs_dir / "nan" / "0", "bound_no_model_term", 0, df)
+    rows = report.diagnostic_rows(report.find_runs(runs_dir))
+    assert [(task, algorithm, sorted(r.seed for r in rs)) for task, algorithm, rs in rows] == [
+        (TASK, "bound", [0, 1, 2]),
+        (TASK, "bound_no_policy_term", [0, 1]),
+    ]
+    assert is_png(report.plot_bound_diagnostics(report.find_runs(runs_dir), tmp_path / "d.png"))
+
+
 def test_no_bound_runs_no_diagnostics(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
     runs = [r for r in report.find_runs(runs_dir) if r.algorithm != "bound"]
     assert report.plot_bound_diagnostics(runs, tmp_path / "diag.png") is None
