@@ -232,7 +232,10 @@ def _task(cfg: omegaconf.DictConfig) -> float:
         print(f"{PROG}: stopped: {e}", file=sys.stderr)
         sys.exit(1)
     except RunInterrupted as e:
-        print(f"{PROG}: stopped by {e}", file=sys.stderr)
+        print(
+            f"{PROG}: stopped by {e}; continue with resume=true hydra.run.dir={e.run_dir}",
+            file=sys.stderr,
+        )
         sys.exit(128 + e.signum)
 
 

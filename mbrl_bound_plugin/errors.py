@@ -50,16 +50,18 @@ class CheckpointWriteError(RuntimeError):
 class RunInterrupted(RuntimeError):
     """The run stopped on a signal after writing a checkpoint (exit code 128 + signal).
 
+    The message says what happened; how to continue depends on the caller (the command
+    adds ``resume=true hydra.run.dir=...``; ``train`` continues with ``resume=true`` and
+    the same ``work_dir``, which is ``run_dir``).
+
     Args:
         signum: the signal received.
         env_steps: environment steps taken when the checkpoint was written.
-        path: the checkpoint written.
+        path: the checkpoint written (in ``<run_dir>/checkpoints/``).
     """
 
     def __init__(self, signum: int, env_steps: int, path: pathlib.Path):
         self.signum = signum
+        self.run_dir = path.parent.parent
         name = signal.Signals(signum).name
-        super().__init__(
-            f"{name} at environment step {env_steps}; checkpoint {path} written, "
-            f"continue with resume=true hydra.run.dir={path.parent.parent}"
-        )
+        super().__init__(f"{name} at environment step {env_steps}; checkpoint {path} written")

@@ -333,7 +333,7 @@ class BoundRun:
         except ValueError as e:  # a reward_floor that held during exploration only
             raise UsageError(
                 f"algorithm.bound_agent: {e} (environment step {self.env_steps}); fix it "
-                f"and continue with resume=true hydra.run.dir={self.work_dir}"
+                f"and continue from the last checkpoint with resume=true in {self.work_dir}"
             ) from e
 
     def check_model_loss(self, _model: Any, _iteration: int, _epoch: int, loss: float, *_: Any):

@@ -369,5 +369,7 @@ def test_a_signal_in_a_plain_run_checkpoints_then_stops_it(tmp_path, signum, sig
             checkpointer.after_step(_FakeRun(150))
     assert err.value.signum == signum
     assert f"{signal.Signals(signum).name} at environment step 150" in str(err.value)
+    # what happened, not the command line (Python callers continue with train's work_dir)
+    assert "hydra.run.dir" not in str(err.value) and err.value.run_dir == tmp_path
     assert _saved_steps(tmp_path) == [150]
     assert signal.getsignal(signum) is signal.SIG_DFL
