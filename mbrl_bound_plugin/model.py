@@ -278,8 +278,10 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             done = flat.reshape(logit.shape)
         term = bound.model_bound_term(ratio, value, self._gamma, done, bounds)
         clamped = torch.zeros_like(term, dtype=torch.bool)
-        if bounds is not None:
+        if bounds is not None:  # (a terminal sample's value counts 0 anyway: not clamped)
             clamped = (value.detach() < bounds[0]) | (value.detach() > bounds[1])
+            if done is not None:
+                clamped &= ~done.bool()
         return ratio, -term - ratio, term, clamped
 
     def update(
@@ -383,7 +385,8 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         the bound's columns are ``0.0``. ``bound_logit`` is the mean ratio term
         ``g(logit C)`` the model maximizes, ``bound_value`` the mean ``gamma (1 - done) V``;
         ``bound_term`` is minus their sum (each reduced over members as the NLL), and
-        ``bound_value_clamped`` the fraction of samples ``ŝ'`` whose ``V`` was clamped.
+        ``bound_value_clamped`` the fraction of samples ``ŝ'`` whose ``V`` was clamped
+        (terminal samples, whose value counts 0 anyway, are not counted as clamped).
 
         Returns:
             The means, or ``{}`` when no update ran since the last pop.

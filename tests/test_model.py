@@ -730,3 +730,23 @@ def test_the_value_range_leaves_out_real_next_states_after_termination():
         score = model.eval_score(data)[0][..., 0]
     low = _linear_value(torch.from_numpy(data.next_obs[0])).item()
     torch.testing.assert_close(score, _nll_by_hand(model, data) - GAMMA * low)
+
+
+def test_terminal_samples_are_not_counted_as_clamped():
+    # one-point range: every live sample is clamped; a terminal one's value counts 0 anyway
+    data = _one_next_state_data()
+    batch = _first_batch(data)
+    fractions = {}
+    for name, terminal in (("alive", False), ("terminal", True)):
+        model = _bound_model(1.0, data)
+        model.set_bound_critics(
+            _zero_discriminator,
+            _linear_value,
+            GAMMA,
+            termination_fn=lambda act, next_obs, t=terminal: torch.full(
+                (next_obs.shape[0], 1), t, dtype=torch.bool
+            ),
+        )
+        model.update(batch, torch.optim.SGD(model.parameters(), lr=1e-3))
+        fractions[name] = model.pop_bound_stats()["bound_value_clamped"]
+    assert fractions == {"alive": 1.0, "terminal": 0.0}
