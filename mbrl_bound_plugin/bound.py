@@ -49,7 +49,7 @@ def check_reward_settings(
 
 
 def check_model_settings(
-    beta: float, bound_batch_size: int | None = None, clamp_value: bool = True
+    beta: float, bound_batch_size: int | None = None, clamp_value: bool = False
 ) -> None:
     """Refuses model-step settings that cannot work (see :func:`model_bound_term`).
 

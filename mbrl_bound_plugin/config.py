@@ -560,7 +560,7 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
         bound.check_model_settings(
             wrapper.get("beta", 0.0),
             wrapper.get("bound_batch_size"),
-            wrapper.get("clamp_value", True),
+            wrapper.get("clamp_value", False),
         )
     except ValueError as e:
         raise UsageError(f"algorithm.model_wrapper: {first_line(e)}") from e

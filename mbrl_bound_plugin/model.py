@@ -3,8 +3,8 @@
 The model loss becomes ``NLL + beta * -(g(logit C(s,a,ŝ')) + gamma * (1 - done(ŝ')) *
 V(ŝ'))`` with ``ŝ'`` drawn from the ensemble by reparameterization, ``g`` the policy's
 own ratio term, and ``C`` and ``V`` frozen, so gradients reach the model through ``ŝ'``
-only (``docs/algorithm.md``, the model step). ``V(ŝ')`` is clamped to the range of ``V`` at
-the batch's real next states (``clamp_value``). The bound term is reduced over ensemble
+only (``docs/algorithm.md``, the model step). ``V(ŝ')`` can be clamped to the range of ``V``
+at the batch's real next states (``clamp_value``). The bound term is reduced over ensemble
 members as mbrl reduces the NLL, so ``beta`` weighs it against each member's NLL
 whatever the ensemble size, and with ``beta > 0`` validation scores the same objective.
 With ``beta = 0`` (or before the critics are set) training is mbrl's own, unchanged.
@@ -79,9 +79,9 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             and backward passes). ``None``: every row. Must be ``>= 1``.
         clamp_value: clamp ``V(ŝ')`` to the range of ``V`` over the same rows' real,
             non-terminal next states (``bound.value_bounds``), so that the model gains
-            nothing by moving ``ŝ'`` to where the critic only extrapolates. Without it,
-            model and critic can feed each other: the model seeks the critic's
-            extrapolated highs, SAC's critic then trains on those rollouts.
+            nothing by moving ``ŝ'`` to where the critic only extrapolates. Off by
+            default: where the model step ran away it did not stop it
+            (``docs/maze.md``).
         **kwargs: passed to ``OneDTransitionRewardModel`` (``target_is_delta``,
             ``normalize``, ``normalize_double_precision``, ``learned_rewards``,
             ``obs_process_fn``, ``no_delta_list``, ``num_elites``).
@@ -92,7 +92,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         model: mbrl.models.Model,
         beta: float = 0.0,
         bound_batch_size: int | None = None,
-        clamp_value: bool = True,
+        clamp_value: bool = False,
         **kwargs: Any,
     ):
         bound.check_model_settings(beta, bound_batch_size, clamp_value)

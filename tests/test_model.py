@@ -724,7 +724,7 @@ def test_the_value_range_leaves_out_real_next_states_after_termination():
     next_obs[5] = 100.0 * W.numpy()  # V = 100 |w|^2
     terminated[5] = True
     data = TransitionBatch(data.obs, data.act, next_obs, data.rewards, terminated, terminated)
-    model = _bound_model(1.0, data)
+    model = _bound_model(1.0, data, clamp_value=True)
     model.set_bound_critics(_zero_discriminator, _linear_value, GAMMA)
     with torch.no_grad():
         score = model.eval_score(data)[0][..., 0]
@@ -738,7 +738,7 @@ def test_terminal_samples_are_not_counted_as_clamped():
     batch = _first_batch(data)
     fractions = {}
     for name, terminal in (("alive", False), ("terminal", True)):
-        model = _bound_model(1.0, data)
+        model = _bound_model(1.0, data, clamp_value=True)
         model.set_bound_critics(
             _zero_discriminator,
             _linear_value,
