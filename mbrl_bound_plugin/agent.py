@@ -19,7 +19,6 @@ from mbrl_bound_plugin import bound, run_state
 from mbrl_bound_plugin.errors import NumericalError
 from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
 
-RATIO_SCALES = ("none", "reward_std", "reward_rms")
 # weight of the newest batch in the running moments of the model rewards
 _SCALE_MOMENTUM = 0.01
 
@@ -91,13 +90,7 @@ class BoundSACAgent(SACAgent):
         policy_ratio: bool = True,
     ):
         super().__init__(sac_agent)
-        bound.check_reward_settings(mode, gamma, lam, clip, reward_floor)
-        if scale not in RATIO_SCALES:
-            raise ValueError(f"scale must be one of {RATIO_SCALES}, got {scale!r}")
-        if mode == "bound" and scale != "none":
-            raise ValueError("mode 'bound' has no free weight to scale; set scale=none")
-        if int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs}")
+        bound.check_reward_settings(mode, gamma, lam, clip, reward_floor, scale, warmup_epochs)
         self.mode = mode
         self.lam = lam
         self.clip = clip

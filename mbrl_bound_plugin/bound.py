@@ -14,10 +14,17 @@ import torch
 import torch.nn.functional as F
 
 AUGMENTED_REWARD_MODES = ("scaled", "bound")
+RATIO_SCALES = ("none", "reward_std", "reward_rms")
 
 
 def check_reward_settings(
-    mode: str, gamma: float, lam: float, clip: float, reward_floor: float | None
+    mode: str,
+    gamma: float,
+    lam: float,
+    clip: float,
+    reward_floor: float | None,
+    scale: str = "none",
+    warmup_epochs: int = 0,
 ) -> None:
     """Refuses augmented-reward settings that cannot work (see :func:`augmented_reward`).
 
@@ -27,6 +34,9 @@ def check_reward_settings(
         lam: weight of the log-ratio; must be ``>= 0``.
         clip: the bound ``c`` on the log-ratio; must be ``> 0``.
         reward_floor: required in mode ``"bound"``.
+        scale: one of :data:`RATIO_SCALES` (the agent's scale of the ratio's weight);
+            ``"none"`` in mode ``"bound"``, whose weight is fixed.
+        warmup_epochs: epochs over which the weight ramps up; an integer ``>= 0``.
 
     Raises:
         ValueError: saying what to change.
@@ -46,6 +56,17 @@ def check_reward_settings(
             "mode 'bound' needs reward_floor, a number below every reward of the task "
             "(e.g. reward_floor=-1); or use mode 'scaled'"
         )
+    if scale not in RATIO_SCALES:
+        raise ValueError(f"scale must be one of {RATIO_SCALES}, got {scale!r}")
+    if mode == "bound" and scale != "none":
+        raise ValueError("mode 'bound' has no free weight to scale; set scale=none")
+    if (
+        not isinstance(warmup_epochs, int | float)
+        or isinstance(warmup_epochs, bool)
+        or int(warmup_epochs) != warmup_epochs
+        or warmup_epochs < 0
+    ):
+        raise ValueError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
 
 
 def check_model_settings(

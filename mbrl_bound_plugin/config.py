@@ -548,10 +548,10 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
     """The bound's own settings (``algorithm=bound`` and ``mbpo_resumable``).
 
     The checks the bound's classes make when a run builds them, for the model step
-    (:func:`mbrl_bound_plugin.bound.check_model_settings`) and the augmented reward
-    (:func:`mbrl_bound_plugin.bound.check_reward_settings`), made on the config alone.
-    The discriminator's settings, and ``reward_floor`` against the task's rewards, are
-    checked when the run builds the discriminator and has explored.
+    (:func:`mbrl_bound_plugin.bound.check_model_settings`), the augmented reward
+    (:func:`mbrl_bound_plugin.bound.check_reward_settings`) and the discriminator
+    (:func:`mbrl_bound_plugin.discriminator.check_settings`), made on the config alone.
+    ``reward_floor`` against the task's rewards is checked when the run has explored.
     """
     from mbrl_bound_plugin import bound
 
@@ -572,6 +572,8 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
             agent.get("lam", 0.1),
             agent.get("clip", 10.0),
             agent.get("reward_floor", None),
+            agent.get("scale", "none"),
+            agent.get("warmup_epochs", 0),
         )
     except (TypeError, ValueError) as e:
         raise UsageError(f"algorithm.bound_agent: {first_line(e)}") from e
@@ -580,6 +582,30 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
             f"{source_key(cfg, 'algorithm.bound_agent.policy_ratio')}="
             f"{agent.policy_ratio}: use true or false"
         )
+    _check_discriminator(cfg)
+
+
+def _check_discriminator(cfg: omegaconf.DictConfig) -> None:
+    """``discriminator.*`` (:func:`mbrl_bound_plugin.discriminator.check_settings`).
+
+    The sizes come from the environment and the device is checked with the run's own, so
+    neither is checked here.
+    """
+    node = cfg.get("discriminator")
+    if node is None:
+        return
+    from mbrl_bound_plugin.discriminator import check_settings
+
+    settings = {
+        key: node[key]
+        for key in node
+        if key not in ("_target_", "obs_dim", "act_dim", "device")
+        and not omegaconf.OmegaConf.is_missing(node, key)
+    }
+    try:
+        check_settings(**settings)
+    except ValueError as e:
+        raise UsageError(first_line(e)) from e
 
 
 def check_values(cfg: omegaconf.DictConfig) -> None:

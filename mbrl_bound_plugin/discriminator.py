@@ -34,6 +34,64 @@ def _as_float_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torc
     return torch.as_tensor(x).to(device=device, dtype=torch.float32)
 
 
+def check_settings(
+    obs_dim: int = 1,
+    act_dim: int = 1,
+    hid_size: int = 200,
+    num_layers: int = 2,
+    lr: float = 3e-4,
+    weight_decay: float = 0.0,
+    batch_size: int = 256,
+    num_updates: int = 100,
+    holdout_ratio: float = 0.1,
+    noise_scale: float = 0.3,
+    grad_penalty: float = 0.0,
+    patience: int = 3,
+    eval_every: int = 10,
+    **_: object,
+) -> None:
+    """Refuses discriminator settings that cannot work (:class:`Discriminator`'s arguments).
+
+    Builds nothing, so the command can check ``discriminator.*`` before a run starts (the
+    sizes, filled in from the environment, default to valid ones); other keyword arguments
+    (``spectral_norm``, ``device``, ``_target_``) are not checked here.
+
+    Raises:
+        ValueError: naming the key and what it must be.
+    """
+
+    def number(val: object) -> bool:
+        return isinstance(val, int | float) and not isinstance(val, bool)
+
+    def integer_at_least(val: object, low: int) -> bool:
+        return number(val) and int(val) == val and val >= low
+
+    for name, val in (
+        ("obs_dim", obs_dim),
+        ("act_dim", act_dim),
+        ("hid_size", hid_size),
+        ("num_layers", num_layers),
+        ("batch_size", batch_size),
+        ("num_updates", num_updates),
+        ("eval_every", eval_every),
+    ):
+        if not integer_at_least(val, 1):
+            raise ValueError(f"discriminator.{name} must be an integer >= 1, got {val!r}")
+    if not integer_at_least(patience, 0):
+        raise ValueError(f"discriminator.patience must be an integer >= 0, got {patience!r}")
+    for name, val in (
+        ("noise_scale", noise_scale),
+        ("grad_penalty", grad_penalty),
+        ("weight_decay", weight_decay),
+    ):
+        if not (number(val) and val >= 0):
+            raise ValueError(f"discriminator.{name} must be >= 0, got {val!r}")
+    if not (number(lr) and lr > 0):
+        raise ValueError(f"discriminator.lr must be > 0, got {lr!r}")
+    if not (number(holdout_ratio) and 0.0 < holdout_ratio < 1.0):
+        raise ValueError(f"discriminator.holdout_ratio must be in (0, 1), got {holdout_ratio!r}")
+
+
 class Discriminator(nn.Module):
     """MLP classifier ``C(s,a,s')`` of real vs model transitions; ``forward`` gives logits.
 
@@ -88,28 +146,21 @@ class Discriminator(nn.Module):
         device: str | torch.device = "cpu",
     ):
         super().__init__()
-        for name, val in (
-            ("obs_dim", obs_dim),
-            ("act_dim", act_dim),
-            ("hid_size", hid_size),
-            ("num_layers", num_layers),
-            ("batch_size", batch_size),
-            ("num_updates", num_updates),
-            ("eval_every", eval_every),
-        ):
-            if int(val) != val or val < 1:
-                raise ValueError(f"discriminator.{name} must be an integer >= 1, got {val}")
-        if int(patience) != patience or patience < 0:
-            raise ValueError(f"discriminator.patience must be an integer >= 0, got {patience}")
-        for name, val in (("noise_scale", noise_scale), ("grad_penalty", grad_penalty)):
-            if not val >= 0:
-                raise ValueError(f"discriminator.{name} must be >= 0, got {val}")
-        if lr <= 0:
-            raise ValueError(f"discriminator.lr must be > 0, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"discriminator.weight_decay must be >= 0, got {weight_decay}")
-        if not 0.0 < holdout_ratio < 1.0:
-            raise ValueError(f"discriminator.holdout_ratio must be in (0, 1), got {holdout_ratio}")
+        check_settings(
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            hid_size=hid_size,
+            num_layers=num_layers,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            num_updates=num_updates,
+            holdout_ratio=holdout_ratio,
+            noise_scale=noise_scale,
+            grad_penalty=grad_penalty,
+            patience=patience,
+            eval_every=eval_every,
+        )
 
         self.obs_dim = int(obs_dim)
         self.act_dim = int(act_dim)

@@ -190,6 +190,22 @@ BAD_INPUT = {
         BOUND + ["algorithm.bound_agent.mode=bound"],
         ["algorithm.bound_agent", "needs reward_floor"],
     ),
+    "bound scale unknown": (
+        BOUND + ["algorithm.bound_agent.scale=huge"],
+        ["algorithm.bound_agent", "scale must be one of"],
+    ),
+    "bound warmup fraction": (
+        BOUND + ["algorithm.bound_agent.warmup_epochs=1.5"],
+        ["algorithm.bound_agent", "warmup_epochs must be an integer >= 0, got 1.5"],
+    ),
+    "bound discriminator batch 0": (
+        BOUND + ["discriminator.batch_size=0"],
+        ["discriminator.batch_size must be an integer >= 1, got 0"],
+    ),
+    "bound discriminator lr text": (
+        BOUND + ["discriminator.lr=fast"],
+        ["discriminator.lr must be > 0, got 'fast'"],
+    ),
     # --- environment, termination and reward functions ---
     "mbpo unknown term_fn": (
         MBPO + ["overrides.term_fn=no_such_fn"],

@@ -103,7 +103,7 @@ def test_cuda_device_without_cuda(refused):
         (["algorithm.model_wrapper.beta=-1"], "beta must be >= 0", True),
         (["algorithm.bound_agent.lam=-1"], "lam must be >= 0", True),
         (["algorithm.bound_agent.mode=bound"], "needs reward_floor", True),
-        (["discriminator.batch_size=0"], "discriminator.batch_size must be an integer", False),
+        (["discriminator.batch_size=0"], "discriminator.batch_size must be an integer", True),
         # InvertedPendulum gives reward 1 per step: a floor of 5 is above it (known once
         # the run has explored)
         (

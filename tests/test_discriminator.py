@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from mbrl_bound_plugin.discriminator import Discriminator
+from mbrl_bound_plugin.discriminator import Discriminator, check_settings
 
 SHIPPED_YAML = (
     pathlib.Path(__file__).resolve().parent.parent / "conf" / "discriminator" / "mlp.yaml"
@@ -119,11 +119,16 @@ def test_fit_sets_standardization_buffers_from_real_training_rows():
         {"patience": -1},
         {"patience": 1.5},
         {"eval_every": 0},
+        {"lr": "fast"},
+        {"patience": True},
     ],
 )
 def test_bad_constructor_arguments_are_refused(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         _small_disc(**kwargs)
+    # the same check without building anything (what the command runs before a run)
+    with pytest.raises(ValueError, match=f"discriminator.{next(iter(kwargs))} must be"):
+        check_settings(**kwargs)
 
 
 @pytest.mark.parametrize("spectral_norm", [False, True])
