@@ -338,7 +338,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             "bound_term": bound_term.item(),
             "bound_logit": self._reduce_members(ratio).item(),
             "bound_value": self._reduce_members(value).item(),
-            "bound_value_clamped": clamped.float().mean().item(),
+            "bound_value_clamped": clamped.float().mean().item() if self.clamp_value else 0.0,
         }
         self._record(**stats)
         meta.update(grad_norm=grad_norm, **stats)
