@@ -30,11 +30,13 @@ leaves a gap only at the top, far from the straight line::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by the functions on mbrl's batches, when called:
+    import torch  # the maze itself, and the report that reads its constants, need none
 
 ENV_ID = "mbrl_bound/PointMaze-v0"
 MAX_EPISODE_STEPS = 150
@@ -205,6 +207,8 @@ def point_maze(act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
     Returns:
         Boolean tensor of shape ``B x 1``, all ``False``.
     """
+    import torch
+
     assert next_obs.ndim == 2
     return torch.zeros(next_obs.shape[0], 1, dtype=torch.bool, device=next_obs.device)
 
@@ -220,6 +224,8 @@ def point_maze_reward(act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor
         Float tensor of shape ``B x 1``: ``GOAL_REWARD`` in the goal disc, else
         ``STEP_REWARD``.
     """
+    import torch
+
     assert next_obs.ndim == 2
     d2 = (next_obs[:, 0] - GOAL[0]) ** 2 + (next_obs[:, 1] - GOAL[1]) ** 2
     inside = d2 <= GOAL_RADIUS**2

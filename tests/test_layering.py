@@ -81,3 +81,13 @@ def test_without_mbrl_the_command_says_one_line():
 def test_without_mbrl_the_tabular_module_still_works():
     proc = _python(BLOCK_MBRL + "import mbrl_bound_plugin.tabular as t; print(t.__name__)")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_report_does_not_import_torch():
+    # mbrl-bound-report reads CSV files; torch would add seconds to its start-up
+    proc = _python(
+        "import sys, mbrl_bound_plugin.report, mbrl_bound_plugin.maze\n"
+        "print('torch' in sys.modules)"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
