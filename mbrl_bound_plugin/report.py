@@ -1291,9 +1291,9 @@ def plot_bound_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None
         line = ax_acc.axhline(0.5, color="black", linestyle="--", linewidth=1)
         ax_acc.legend([line], ["0.5: indistinguishable"], fontsize="small", loc="lower left")
         ax_acc.set_ylim(-0.02, 1.02)
-        ax_acc.set_title(f"{task}, {algorithm}: discriminator held-out accuracy")
+        ax_acc.set_title(f"{task}, {algorithm}\ndiscriminator held-out accuracy")
         ax_acc.set_ylabel("disc_accuracy")
-        ax_kl.set_title(f"{task}, {algorithm}: KL(model || real) estimate, -mean logit C")
+        ax_kl.set_title(f"{task}, {algorithm}\nKL(model || real) estimate, -mean logit C")
         ax_kl.set_ylabel("kl_estimate")
         for ax in (ax_acc, ax_kl):
             ax.set_xlabel("environment steps")
@@ -1301,7 +1301,7 @@ def plot_bound_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None
         if len(ax_kl.lines) <= MAX_LEGEND_ENTRIES:
             ax_kl.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         else:  # a legend this long would squeeze the panels to nothing
-            ax_kl.set_title(f"{task}, {algorithm}: KL estimate ({len(ax_kl.lines)} runs)")
+            ax_kl.set_title(f"{task}, {algorithm}\nKL estimate ({len(ax_kl.lines)} runs)")
     fig.suptitle("bound's arms: discriminator diagnostics")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
