@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,62 +34,53 @@ def _as_float_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torc
     return torch.as_tensor(x).to(device=device, dtype=torch.float32)
 
 
-def check_settings(
-    obs_dim: int = 1,
-    act_dim: int = 1,
-    hid_size: int = 200,
-    num_layers: int = 2,
-    lr: float = 3e-4,
-    weight_decay: float = 0.0,
-    batch_size: int = 256,
-    num_updates: int = 100,
-    holdout_ratio: float = 0.1,
-    noise_scale: float = 0.3,
-    grad_penalty: float = 0.0,
-    patience: int = 3,
-    eval_every: int = 10,
-    **_: object,
-) -> None:
+def _number(val: object) -> bool:
+    return isinstance(val, int | float) and not isinstance(val, bool)
+
+
+def _integer_at_least(low: int) -> Callable[[object], bool]:
+    return lambda val: _number(val) and int(val) == val and val >= low
+
+
+# What each of :class:`Discriminator`'s numeric arguments must be: a test and its words.
+_SETTING_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    **{
+        name: (_integer_at_least(1), "an integer >= 1")
+        for name in (
+            "obs_dim",
+            "act_dim",
+            "hid_size",
+            "num_layers",
+            "batch_size",
+            "num_updates",
+            "eval_every",
+        )
+    },
+    "patience": (_integer_at_least(0), "an integer >= 0"),
+    **{
+        name: (lambda val: _number(val) and val >= 0, ">= 0")
+        for name in ("noise_scale", "grad_penalty", "weight_decay")
+    },
+    "lr": (lambda val: _number(val) and val > 0, "> 0"),
+    "holdout_ratio": (lambda val: _number(val) and 0.0 < val < 1.0, "in (0, 1)"),
+}
+
+
+def check_settings(**settings: object) -> None:
     """Refuses discriminator settings that cannot work (:class:`Discriminator`'s arguments).
 
-    Builds nothing, so the command can check ``discriminator.*`` before a run starts (the
-    sizes, filled in from the environment, default to valid ones); other keyword arguments
-    (``spectral_norm``, ``device``, ``_target_``) are not checked here.
+    Builds nothing, so the command can check ``discriminator.*`` before a run starts.
+    Checks the numeric arguments given; others (``spectral_norm``, ``device``,
+    ``_target_``) are passed over.
 
     Raises:
         ValueError: naming the key and what it must be.
     """
-
-    def number(val: object) -> bool:
-        return isinstance(val, int | float) and not isinstance(val, bool)
-
-    def integer_at_least(val: object, low: int) -> bool:
-        return number(val) and int(val) == val and val >= low
-
-    for name, val in (
-        ("obs_dim", obs_dim),
-        ("act_dim", act_dim),
-        ("hid_size", hid_size),
-        ("num_layers", num_layers),
-        ("batch_size", batch_size),
-        ("num_updates", num_updates),
-        ("eval_every", eval_every),
-    ):
-        if not integer_at_least(val, 1):
-            raise ValueError(f"discriminator.{name} must be an integer >= 1, got {val!r}")
-    if not integer_at_least(patience, 0):
-        raise ValueError(f"discriminator.patience must be an integer >= 0, got {patience!r}")
-    for name, val in (
-        ("noise_scale", noise_scale),
-        ("grad_penalty", grad_penalty),
-        ("weight_decay", weight_decay),
-    ):
-        if not (number(val) and val >= 0):
-            raise ValueError(f"discriminator.{name} must be >= 0, got {val!r}")
-    if not (number(lr) and lr > 0):
-        raise ValueError(f"discriminator.lr must be > 0, got {lr!r}")
-    if not (number(holdout_ratio) and 0.0 < holdout_ratio < 1.0):
-        raise ValueError(f"discriminator.holdout_ratio must be in (0, 1), got {holdout_ratio!r}")
+    for name, val in settings.items():
+        if name in _SETTING_RULES:
+            valid, requirement = _SETTING_RULES[name]
+            if not valid(val):
+                raise ValueError(f"discriminator.{name} must be {requirement}, got {val!r}")
 
 
 class Discriminator(nn.Module):
