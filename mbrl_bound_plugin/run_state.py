@@ -193,6 +193,36 @@ def _logger_state(logger: mbrl.util.Logger) -> dict[str, Any]:
     return state
 
 
+class _ResumedCSVWriter:
+    """The CSV writer of a resumed logger group: it continues the saved file.
+
+    A checkpoint written by an older version of this package can lack a column the
+    current one logs (a new diagnostic). mbrl's writer would refuse such a row, so at the
+    first row with a new column the file is rewritten once with the header mbrl would
+    give it (the sorted keys), the earlier rows leaving the new columns empty (not
+    measured). Rows with the saved columns only go on under the saved header.
+    """
+
+    def __init__(self, group: Any, saved_csv: str):
+        self._group = group
+        self._rows = list(csv.DictReader(io.StringIO(saved_csv)))
+        self._header = next(csv.reader(io.StringIO(saved_csv)))
+
+    def writerow(self, data: Mapping[str, Any]) -> None:
+        header = self._header
+        if not set(data) <= set(header):
+            header = sorted(set(header) | set(data))
+            file = self._group._csv_file
+            file.seek(0)
+            file.truncate()
+            writer = csv.DictWriter(file, fieldnames=header, restval="")
+            writer.writeheader()
+            writer.writerows(self._rows)
+        writer = csv.DictWriter(self._group._csv_file, fieldnames=header, restval=0.0)
+        self._group._csv_writer = writer
+        writer.writerow(data)
+
+
 @load_state_dict.register
 def _load_logger(logger: mbrl.util.Logger, state: Mapping[str, Any]) -> None:
     """Rewrites each group's CSV as it was at the checkpoint and continues after it.
@@ -211,8 +241,7 @@ def _load_logger(logger: mbrl.util.Logger, state: Mapping[str, Any]) -> None:
         group._csv_file.write(saved["csv"])
         group._csv_file.flush()
         if saved["csv"]:
-            header = next(csv.reader(io.StringIO(saved["csv"])))
-            group._csv_writer = csv.DictWriter(group._csv_file, fieldnames=header, restval=0.0)
+            group._csv_writer = _ResumedCSVWriter(group, saved["csv"])
         logger._group_steps[name] = saved["steps"]
         group._meters.clear()
         for key, (total, count) in saved["meters"].items():

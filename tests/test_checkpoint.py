@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import pathlib
 import random
 import signal
@@ -194,6 +195,30 @@ def test_logger_continues_its_csv_without_a_gap_or_a_second_header(tmp_path):
     expected = (uninterrupted / "results.csv").read_bytes()
     assert (resumed / "results.csv").read_bytes() == expected
     assert expected.count(b"epoch") == 1
+
+
+def test_logger_resumed_from_an_older_version_adds_the_new_column(tmp_path):
+    """A checkpoint whose CSV lacks a column the current code logs (a diagnostic added
+    since) continues: the header gains the column and the earlier rows leave it empty."""
+    old_fmt = [("epoch", "E", "int"), ("value", "V", "float")]
+    logger = mbrl.util.Logger(tmp_path)
+    logger.register_group("results", old_fmt)
+    for i in range(2):
+        logger.log_data("results", {"epoch": i, "value": i / 4})
+    saved = run_state.state_dict(logger)
+
+    logger = mbrl.util.Logger(tmp_path)
+    logger.register_group("results", [*old_fmt, ("added", "A", "float")])
+    run_state.load_state_dict(logger, saved)
+    logger.log_data("results", {"epoch": 2, "value": 0.5, "added": 7.0})
+    logger.log_data("results", {"epoch": 3, "value": 0.75, "added": 8.0})
+
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["added", "epoch", "step", "value"]  # mbrl adds "step"
+    assert [float(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert [r["added"] for r in rows] == ["", "", "7.0", "8.0"]
+    assert [float(r["value"]) for r in rows] == [0.0, 0.25, 0.5, 0.75]
 
 
 def test_logger_keeps_meters_that_were_not_dumped_yet(tmp_path):
