@@ -12,7 +12,11 @@ next to Hydra's ``.hydra/config.yaml``: single runs, multirun sweeps ``0/``, ``1
   one panel per task;
 - ``bound_diagnostics.png``: ``disc_accuracy`` and ``kl_estimate`` against environment
   steps for the runs of ``bound`` and its ablations, one row per task and arm (not
-  written when there are none).
+  written when there are none);
+- ``sac_diagnostics.png``: SAC's entropy temperature, critic loss and minus its actor
+  loss against SAC updates, from the ``train.csv`` of the MBPO family's runs (``mbpo``,
+  ``bound`` and its ablations), one row per task, one line per run coloured by arm
+  (not written when no run has one).
 
 Definitions, per run (one seed):
 
@@ -76,10 +80,14 @@ PROG = "mbrl-bound-report"
 STEP_COL = "env_step"
 RETURN_COL = "episode_reward"
 DIAGNOSTIC_COLS = ("disc_accuracy", "kl_estimate")
+# SAC's training log (mbrl's train.csv, the MBPO family's runs) and what is drawn from it
+SAC_LOG_FILE = "train.csv"
+SAC_DIAGNOSTIC_COLS = ("alpha_value", "critic_loss", "actor_loss")
 
 REPORT_FILE = "report.md"
 CURVES_FILE = "curves.png"
 DIAGNOSTICS_FILE = "bound_diagnostics.png"
+SAC_DIAGNOSTICS_FILE = "sac_diagnostics.png"
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
@@ -1308,6 +1316,74 @@ def plot_bound_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None
     return path
 
 
+def read_sac_log(run: Run) -> pd.DataFrame | None:
+    """SAC's training log of ``run``: mbrl's ``train.csv`` (a row per ``log_frequency_agent``
+    SAC updates, ``step`` the number of updates made).
+
+    Returns:
+        The log, or ``None`` when the run has none (PETS), it cannot be read, or it lacks
+        ``step`` or a column of :data:`SAC_DIAGNOSTIC_COLS`.
+    """
+    try:
+        log = pd.read_csv(run.path / SAC_LOG_FILE)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    if log.empty or any(c not in log.columns for c in ("step", *SAC_DIAGNOSTIC_COLS)):
+        return None
+    return log
+
+
+def plot_sac_diagnostics(runs: Sequence[Run], path: str | Path) -> Path | None:
+    """Writes a PNG of SAC's training statistics over SAC updates, for every arm with them.
+
+    One row per task of three panels: the entropy temperature ``alpha_value``, the critic
+    loss (log scale) and minus the actor loss (about the critic's soft value of the
+    policy's actions); one line per run, coloured by arm (:func:`algorithm_colors`), so
+    that an arm whose critic or temperature drifts away from MBPO's stands out.
+
+    Args:
+        runs: runs from :func:`find_runs`; those with a SAC log (:func:`read_sac_log`)
+            are drawn.
+        path: the PNG to write (its directory is created if needed).
+
+    Returns:
+        ``path``, or ``None`` (nothing written) when no run has a SAC log.
+    """
+    logs = [(r, log) for r in runs if (log := read_sac_log(r)) is not None]
+    if not logs:
+        return None
+    path = Path(path)
+    tasks = sorted({r.task for r, _ in logs})
+    colors = algorithm_colors(r.algorithm for r, _ in logs)
+    panels = (
+        ("alpha_value", "entropy temperature alpha", 1.0),
+        ("critic_loss", "critic loss", 1.0),
+        ("actor_loss", "minus actor loss (about Q of the policy's actions)", -1.0),
+    )
+    fig = Figure(figsize=(15, 3.8 * len(tasks)), layout="constrained")
+    axes = fig.subplots(len(tasks), len(panels), squeeze=False)
+    for row, task in zip(axes, tasks, strict=True):
+        task_logs = sorted(
+            ((r, log) for r, log in logs if r.task == task),
+            key=lambda rl: (_algorithm_key(rl[0].algorithm), rl[0].seed),
+        )
+        for ax, (col, title, sign) in zip(row, panels, strict=True):
+            labelled = set()
+            for r, log in task_logs:
+                label = None if r.algorithm in labelled else r.algorithm
+                labelled.add(r.algorithm)
+                ax.plot(log["step"], sign * log[col], color=colors[r.algorithm], label=label, lw=1)
+            ax.set_title(f"{task}\n{title}")
+            ax.set_xlabel("SAC updates")
+            ax.grid(alpha=0.3)
+        row[1].set_yscale("log")
+        row[0].legend(title="a line per seed", fontsize="small")
+    fig.suptitle("SAC's training statistics (train.csv)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 # -------------------------------------------------------------------------------- CLI
 
 
@@ -1317,7 +1393,7 @@ def make_report(
     task_of: Callable[[omegaconf.DictConfig], str] | None = None,
     success_thresholds: Mapping[str, float] | None = None,
 ) -> list[Path]:
-    """Finds the runs under ``root`` and writes the report and both plots.
+    """Finds the runs under ``root`` and writes the report and its plots.
 
     Args:
         root: the directory of run folders.
@@ -1328,7 +1404,8 @@ def make_report(
 
     Returns:
         The paths written: ``report.md``, ``curves.png`` and, when there are bound
-        runs, ``bound_diagnostics.png``.
+        runs, ``bound_diagnostics.png``; when a run has SAC's ``train.csv``,
+        ``sac_diagnostics.png``.
 
     Raises:
         ReportError: as :func:`find_runs`, or if ``out_dir`` cannot be created.
@@ -1343,9 +1420,12 @@ def make_report(
         write_report(runs, out, success_thresholds=success_thresholds),
         plot_curves(runs, out / CURVES_FILE),
     ]
-    diagnostics = plot_bound_diagnostics(runs, out / DIAGNOSTICS_FILE)
-    if diagnostics is not None:
-        written.append(diagnostics)
+    for plot, name in (
+        (plot_bound_diagnostics, DIAGNOSTICS_FILE),
+        (plot_sac_diagnostics, SAC_DIAGNOSTICS_FILE),
+    ):
+        if (written_plot := plot(runs, out / name)) is not None:
+            written.append(written_plot)
     return written
 
 
@@ -1367,7 +1447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Tables and plots of the mbrl run folders under DIR: report.md, "
-        "curves.png and bound_diagnostics.png.",
+        "curves.png, bound_diagnostics.png and sac_diagnostics.png.",
     )
     parser.add_argument("dir", metavar="DIR", help="directory searched for run folders")
     parser.add_argument("--out", metavar="OUT_DIR", help="where to write (default: DIR)")

@@ -243,6 +243,39 @@ def test_no_bound_runs_no_diagnostics(runs_dir: pathlib.Path, tmp_path: pathlib.
     assert not (tmp_path / "diag.png").exists()
 
 
+def sac_log(alphas: list[float]) -> pd.DataFrame:
+    """mbrl's train.csv: a row per logged batch of SAC updates."""
+    n = len(alphas)
+    return pd.DataFrame(
+        {
+            "actor_loss": np.linspace(-5.0, -50.0, n),
+            "alpha_value": alphas,
+            "batch_reward": np.ones(n),
+            "critic_loss": np.linspace(2.0, 20.0, n),
+            "step": 1000 * np.arange(1, n + 1),
+        }
+    )
+
+
+def test_sac_diagnostics_draw_the_runs_with_a_sac_log(
+    runs_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    runs = report.find_runs(runs_dir)
+    assert report.plot_sac_diagnostics(runs, tmp_path / "none.png") is None  # no train.csv
+    assert not (tmp_path / "none.png").exists()
+    bound = [r for r in runs if r.algorithm == "bound"]
+    sac_log([0.8, 0.4, 0.2]).to_csv(bound[0].path / "train.csv")
+    sac_log([0.8, 0.3]).drop(columns="alpha_value").to_csv(bound[1].path / "train.csv")
+    (bound[2].path / "train.csv").write_text("")
+    logs = {r.seed: report.read_sac_log(r) for r in bound}
+    assert logs[bound[1].seed] is None and logs[bound[2].seed] is None  # column missing; empty
+    assert list(logs[bound[0].seed]["alpha_value"]) == [0.8, 0.4, 0.2]
+    assert all(report.read_sac_log(r) is None for r in runs if r.algorithm == "pets")
+    assert is_png(report.plot_sac_diagnostics(runs, tmp_path / "sac.png"))
+    names = [p.name for p in report.make_report(runs_dir, tmp_path / "out")]
+    assert names == ["report.md", "curves.png", "bound_diagnostics.png", "sac_diagnostics.png"]
+
+
 def test_curve_on_grid_interpolates_on_the_common_range() -> None:
     def run(steps: list[float], returns: list[float]) -> report.Run:
         df = pd.DataFrame({"env_step": steps, "episode_reward": returns})
