@@ -4,7 +4,8 @@
 
 Each folder holds the runs of one variant (one ``mbrl-bound-compare ... --out FOLDER --
 KEY=VALUE`` call, e.g. seeds 100-102); the folder's name is the variant's name and the
-overrides it adds to the shipped defaults are read from its runs' ``.hydra/overrides.yaml``.
+overrides it adds to the shipped defaults are read from its runs' ``.hydra/overrides.yaml``
+(a folder of another algorithm, such as MBPO for reference, shows its ``algorithm=``).
 Prints a markdown table per task: per variant, the seeds, the final return and the AUC
 (mean return over a span common to every run of the task, as ``mbrl-bound-report``
 computes it) per seed and their mean, and per seed the AUC difference to the baseline
@@ -22,9 +23,10 @@ import yaml
 
 from mbrl_bound_plugin.report import area_under_curves, final_return, find_runs
 
-# what every compare run passes, not what a variant changes
+# what every compare run passes, not what a variant changes (another algorithm than
+# bound, e.g. MBPO as a reference, is shown)
+_COMMON = ("algorithm=bound",)
 _COMMON_PREFIXES = (
-    "algorithm=",
     "overrides=",
     "seed=",
     "experiment=",
@@ -38,7 +40,7 @@ def variant_overrides(folder: pathlib.Path) -> str:
     """The overrides a variant adds (from one of its runs' ``.hydra/overrides.yaml``)."""
     for path in sorted(folder.rglob(".hydra/overrides.yaml")):
         overrides = yaml.safe_load(path.read_text()) or []
-        own = [o for o in overrides if not o.startswith(_COMMON_PREFIXES)]
+        own = [o for o in overrides if o not in _COMMON and not o.startswith(_COMMON_PREFIXES)]
         return " ".join(own) or "(defaults)"
     return "?"
 
