@@ -205,7 +205,7 @@ class _ResumedCSVWriter:
 
     def __init__(self, group: Any, saved_csv: str):
         self._group = group
-        self._rows = list(csv.DictReader(io.StringIO(saved_csv)))
+        self._saved_csv = saved_csv
         self._header = next(csv.reader(io.StringIO(saved_csv)))
 
     def writerow(self, data: Mapping[str, Any]) -> None:
@@ -217,7 +217,7 @@ class _ResumedCSVWriter:
             file.truncate()
             writer = csv.DictWriter(file, fieldnames=header, restval="")
             writer.writeheader()
-            writer.writerows(self._rows)
+            writer.writerows(csv.DictReader(io.StringIO(self._saved_csv)))
         writer = csv.DictWriter(self._group._csv_file, fieldnames=header, restval=0.0)
         self._group._csv_writer = writer
         writer.writerow(data)
