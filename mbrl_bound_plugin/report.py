@@ -1326,8 +1326,8 @@ def read_sac_log(run: Run) -> pd.DataFrame | None:
     """
     try:
         log = pd.read_csv(run.path / SAC_LOG_FILE)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None  # as _read_run treats an unreadable results.csv
     if log.empty or any(c not in log.columns for c in ("step", *SAC_DIAGNOSTIC_COLS)):
         return None
     return log

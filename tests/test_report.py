@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import subprocess
@@ -268,6 +269,9 @@ def test_sac_diagnostics_draw_the_runs_with_a_sac_log(
     sac_log([0.8, 0.3]).drop(columns="alpha_value").to_csv(bound[1].path / "train.csv")
     (bound[2].path / "train.csv").write_text("")
     logs = {r.seed: report.read_sac_log(r) for r in bound}
+    (tmp_path / "binary").mkdir()
+    (tmp_path / "binary" / "train.csv").write_bytes(b"\xff\xfe\x00\x81")
+    assert report.read_sac_log(dataclasses.replace(bound[0], path=tmp_path / "binary")) is None
     assert logs[bound[1].seed] is None and logs[bound[2].seed] is None  # column missing; empty
     assert list(logs[bound[0].seed]["alpha_value"]) == [0.8, 0.4, 0.2]
     assert all(report.read_sac_log(r) is None for r in runs if r.algorithm == "pets")
