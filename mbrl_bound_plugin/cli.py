@@ -28,7 +28,7 @@ from hydra.core.override_parser.types import Override
 from hydra.types import RunMode
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin import require_mbrl
+from mbrl_bound_plugin import require_mbrl, wall_time
 from mbrl_bound_plugin.config import (
     check_config,
     check_group_choices,
@@ -208,12 +208,14 @@ def _task(cfg: omegaconf.DictConfig) -> float:
 
     A run stopped by a NaN or inf exits with code 1 on its own; in a sweep it returns NaN
     instead, so that the sweep's other jobs (other seeds) still run: its ``stopped.txt``
-    says it stopped.
+    says it stopped. However the run ends, its ``wall_time.csv`` gets a row
+    (:mod:`mbrl_bound_plugin.wall_time`).
     """
     stopped = pathlib.Path(STOPPED_FILE)  # (the run's folder is the working directory)
     stopped.unlink(missing_ok=True)  # a rerun or resume starts unmarked
     try:
-        with quiet_config_warnings():  # (also here: launchers run tasks in other processes)
+        # (quiet also here: launchers run tasks in other processes)
+        with quiet_config_warnings(), wall_time.recording():
             return run(cfg)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

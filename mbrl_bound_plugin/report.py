@@ -7,7 +7,8 @@ next to Hydra's ``.hydra/config.yaml``: single runs, multirun sweeps ``0/``, ``1
 - ``report.md``: per task and algorithm, for the final return and for the area under
   the return curve, the number of seeds, the mean, the interquartile mean and an
   interval; the paired difference of each algorithm against ``mbpo``, seed by seed; on
-  tasks with a success threshold, success rates; and the list of runs;
+  tasks with a success threshold, success rates; the wall and CPU time per run, from
+  the runs' ``wall_time.csv`` (:mod:`mbrl_bound_plugin.wall_time`); and the list of runs;
 - ``curves.png``: return against environment steps, one line and band per algorithm,
   one panel per task;
 - ``bound_diagnostics.png``: ``disc_accuracy`` and ``kl_estimate`` against environment
@@ -72,7 +73,7 @@ import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
-from mbrl_bound_plugin import maze
+from mbrl_bound_plugin import maze, wall_time
 from mbrl_bound_plugin.errors import STOPPED_FILE, ReportError
 
 PROG = "mbrl-bound-report"
@@ -162,6 +163,9 @@ class Run:
             ``episode_reward`` dropped, in logging order.
         stopped: why the run stopped before its budget, from its ``stopped.txt``
             (written by ``mbrl-bound`` on a NaN or inf); ``""`` if it did not.
+        cost: its wall and CPU time, summed over the sessions of its ``wall_time.csv``
+            (:func:`mbrl_bound_plugin.wall_time.read`); ``None`` without one (a run
+            made by an older version, or not by the ``mbrl-bound`` command).
     """
 
     path: Path
@@ -170,6 +174,7 @@ class Run:
     seed: int
     results: pd.DataFrame
     stopped: str = ""
+    cost: wall_time.Cost | None = None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -237,7 +242,7 @@ def _read_run(path: Path, task_of: Callable[[omegaconf.DictConfig], str]) -> tup
     stopped = ""
     if stopped_file.is_file():
         stopped = stopped_file.read_text(encoding="utf-8", errors="replace").strip() or "stopped"
-    return Run(path, algorithm, str(task), seed, results, stopped), ""
+    return Run(path, algorithm, str(task), seed, results, stopped, wall_time.read(path)), ""
 
 
 def _algorithm_key(name: str) -> tuple[int, str]:
@@ -492,7 +497,8 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
         runs that did not stop on an error; NaN for those that did), ``auc_start`` and
         ``auc_end`` (the task's span), ``final_step`` (``env_step`` of the last row),
         ``first_step`` and ``last_step`` (the smallest and largest ``env_step``),
-        ``stopped`` (:attr:`Run.stopped`), in the order of ``runs``.
+        ``stopped`` (:attr:`Run.stopped`), ``wall_s``, ``cpu_s`` and ``sessions``
+        (:attr:`Run.cost`; NaN without one), in the order of ``runs``.
     """
     rows = [
         {
@@ -508,6 +514,9 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
             "first_step": float(r.results[STEP_COL].min()),
             "last_step": float(r.results[STEP_COL].max()),
             "stopped": r.stopped,
+            "wall_s": r.cost.wall_s if r.cost else math.nan,
+            "cpu_s": r.cost.cpu_s if r.cost else math.nan,
+            "sessions": r.cost.sessions if r.cost else math.nan,
         }
         for r in runs
     ]
@@ -523,6 +532,7 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
             rows[i]["auc"] = float(auc)
     columns = ["task", "algorithm", "seed", "path", "final", "auc"]
     columns += ["auc_start", "auc_end", "final_step", "first_step", "last_step", "stopped"]
+    columns += ["wall_s", "cpu_s", "sessions"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -1030,6 +1040,40 @@ def _metric_lines(stats: pd.DataFrame, pct: str) -> list[str]:
     return lines
 
 
+def _minutes(seconds: float) -> str:
+    return "" if math.isnan(seconds) else f"{seconds / 60:.1f}"
+
+
+def _cost_lines(runs: pd.DataFrame) -> list[str]:
+    """The task's cost per run and algorithm (``runs``: its rows of run_table), from the
+    runs' ``wall_time.csv``; nothing when none has one."""
+    if runs["wall_s"].isna().all():
+        return []
+    rows = []
+    for algorithm, sub in runs.groupby("algorithm", sort=False):
+        timed = sub.dropna(subset=["wall_s"])
+        if timed.empty:
+            rows.append([str(algorithm), f"0 of {len(sub)}", "", "", ""])
+            continue
+        wall, cpu = timed["wall_s"], timed["cpu_s"]
+        wall_range = f"{_minutes(wall.min())}–{_minutes(wall.max())}"
+        rows.append(
+            [str(algorithm), f"{len(timed)} of {len(sub)}", _minutes(wall.median()), wall_range]
+            + [_minutes(cpu.median())]
+        )
+    header = ["algorithm", "runs timed", "wall min, median", "wall min, range", "CPU min, median"]
+    return [
+        "### Cost per run",
+        "",
+        *_table(header, "lrrrr", rows),
+        "From each run's `wall_time.csv` (written by `mbrl-bound`), summed over the "
+        "sessions of a resumed run (work redone after its last checkpoint included); runs "
+        "without one are not counted. Wall time depends on what else ran beside the run; "
+        "CPU time is its process's, all threads.",
+        "",
+    ]
+
+
 def _paired_lines(paired: pd.DataFrame, pairs: pd.DataFrame, pct: str) -> list[str]:
     """A task's paired differences: summary, left-out seeds, the per-seed table."""
     lines = [f"### Paired difference against {BASELINE}", ""]
@@ -1095,7 +1139,8 @@ def write_report(
     see :attr:`Run.stopped`), the final return and AUC tables (:func:`summarize_metrics`),
     the paired differences against :data:`BASELINE` (:func:`summarize_paired` and
     :func:`paired_differences`) when it has baseline runs and runs to compare with them,
-    and the success rates (:func:`success_rates`) when it has a success threshold.
+    the success rates (:func:`success_rates`) when it has a success threshold, and the
+    cost per run when its runs have a ``wall_time.csv``.
 
     Args:
         runs: runs from :func:`find_runs`.
@@ -1137,6 +1182,7 @@ def write_report(
         task_success = success[success.index.get_level_values("task") == task]
         if not task_success.empty:
             lines += _success_lines(str(task), task_success)
+        lines += _cost_lines(per_run[per_run["task"] == task])
 
     lines += ["## Runs", ""]
     rows = [
@@ -1147,12 +1193,13 @@ def write_report(
             _num(r.final),
             _num(r.auc),
             f"{r.final_step:g}" + (" (stopped)" if r.stopped else ""),
+            _minutes(r.wall_s),
             f"`{_shown_path(r.path, out_dir)}`",
         ]
         for r in per_run.itertuples()
     ]
-    header = ["task", "algorithm", "seed", "final return", "AUC", "env steps", "folder"]
-    lines += _table(header, "llrrrrl", rows)
+    header = ["task", "algorithm", "seed", "final return", "AUC", "env steps", "wall min"]
+    lines += _table([*header, "folder"], "llrrrrrl", rows)
 
     path = out_dir / REPORT_FILE
     path.write_text("\n".join(lines), encoding="utf-8")

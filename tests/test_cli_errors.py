@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import TINY_BOUND
 
-from mbrl_bound_plugin import cli
+from mbrl_bound_plugin import cli, wall_time
 from mbrl_bound_plugin.cli import preflight
 from mbrl_bound_plugin.errors import STOPPED_FILE, NumericalError, UsageError
 
@@ -233,6 +233,9 @@ def test_a_run_stopped_by_a_nan_is_marked_in_its_folder_until_it_runs_again(
     monkeypatch.setattr(cli, "run", lambda cfg: 1.0)  # resumed, and finishes this time
     assert cli._task(None) == 1.0
     assert not (tmp_path / STOPPED_FILE).exists()
+    # each session has its row in the run's wall_time.csv, with how it ended
+    ended = (tmp_path / wall_time.WALL_TIME_FILE).read_text().splitlines()[1:]
+    assert [line.rsplit(",", 1)[1] for line in ended] == ["stopped", "completed"]
 
 
 def test_in_a_sweep_a_stopped_run_returns_nan_so_the_other_seeds_still_run(

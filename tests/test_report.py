@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mbrl_bound_plugin import report
+from mbrl_bound_plugin import report, wall_time
 from mbrl_bound_plugin.errors import ReportError
 from mbrl_bound_plugin.report import RunFolderWarning
 
@@ -184,6 +184,40 @@ def test_bootstrap_ci_edge_cases() -> None:
     assert all(math.isnan(v) for v in report.bootstrap_ci([4.0]))
     low, high = report.bootstrap_ci([1.0, 2.0])
     assert 1.0 <= low < 1.5 < high <= 2.0
+
+
+def test_the_report_sums_each_runs_wall_time_and_counts_the_runs_without(
+    runs_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    header = "started,wall_s,cpu_s,ended\n"
+    sessions = {  # bound seed 0 was resumed once; bound seed 2 and pets have no file
+        runs_dir / "bound" / "multirun" / "0": [
+            "t,600.0,500.0,interrupted",
+            "t,300.0,280.0,completed",
+        ],
+        runs_dir / "bound" / "multirun" / "1": ["t,1200.0,1100.0,completed"],
+    }
+    for folder, rows in sessions.items():
+        (folder / wall_time.WALL_TIME_FILE).write_text(header + "\n".join(rows) + "\n")
+    mbpo = sorted((runs_dir / "mbpo").rglob("results.csv"))
+    for i, results in enumerate(mbpo):
+        (results.parent / wall_time.WALL_TIME_FILE).write_text(
+            f"{header}t,{60.0 * (i + 1)},60.0,completed\n"
+        )
+    runs = report.find_runs(runs_dir)
+    table = report.run_table(runs)
+    bound = table[table["algorithm"] == "bound"].set_index("seed")
+    assert bound.loc[0, "wall_s"] == 900.0 and bound.loc[0, "sessions"] == 2
+    assert math.isnan(bound.loc[2, "wall_s"])
+    text = report.write_report(runs, tmp_path / "out").read_text()
+    cost = table_rows(text, TASK, "Cost per run")
+    # runs timed | wall min, median | range | CPU min, median
+    assert cost["bound"] == ["2 of 3", "17.5", "15.0–20.0", "15.7"]
+    assert cost["mbpo"] == ["4 of 4", "2.5", "1.0–4.0", "1.0"]
+    assert cost["pets"] == ["0 of 2", "", "", ""]
+    assert "Cost per run" not in task_section(text, "CartPoleEnv")  # no run timed there
+    listed = {(cells[1], cells[2]): cells[6] for cells in tables(text.split("## Runs", 1)[1])[0]}
+    assert listed[("bound", "0")] == "15.0" and listed[("bound", "2")] == ""
 
 
 def test_write_report_table(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
