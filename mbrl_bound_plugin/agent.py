@@ -44,7 +44,7 @@ class _AugmentedSampler:
         rewards = self.agent.augmented_reward(
             batch.obs, batch.act, batch.next_obs, batch.rewards, self.model_data, logit=logit
         )
-        return dataclasses.replace(batch, rewards=rewards.cpu().numpy())
+        return dataclasses.replace(batch, rewards=rewards.numpy())
 
 
 class BoundSACAgent(SACAgent):
@@ -190,7 +190,7 @@ class BoundSACAgent(SACAgent):
         if ready and count > 1 and len(buffer) >= batch_size:
             rows, logits = self.draw(buffer, batch_size * count)
             if logits is None:  # not a ScoredReplayBuffer: one discriminator call for all
-                logits = self.logits(rows.obs, rows.act, rows.next_obs)
+                logits = self.logits(rows.obs, rows.act, rows.next_obs).cpu()
             self._ahead = (buffer, [
                 (rows[i * batch_size : (i + 1) * batch_size],
                  logits[i * batch_size : (i + 1) * batch_size])
@@ -215,8 +215,9 @@ class BoundSACAgent(SACAgent):
         return buffer.sample(size), None
 
     def stored_logits(self, logits: np.ndarray) -> torch.Tensor:
-        """Logits stored by a ``ScoredReplayBuffer``, as :meth:`logits` returns them."""
-        return torch.as_tensor(logits, dtype=torch.float32, device=self.sac_agent.device)
+        """Logits stored by a ``ScoredReplayBuffer``, as a float32 tensor on the CPU, where
+        :meth:`augmented_reward` relabels."""
+        return torch.as_tensor(logits, dtype=torch.float32)
 
     def logits(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> torch.Tensor:
         """``logit C(s, a, s')`` of the current discriminator, without gradient.
@@ -265,16 +266,20 @@ class BoundSACAgent(SACAgent):
                 ``None``: computed here.
 
         Returns:
-            The augmented rewards, shape ``B``.
+            The augmented rewards, shape ``B``, on the CPU.
         """
-        device = self.sac_agent.device
-        reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
+        # Relabelled on the CPU whatever SAC's device: mbrl's SAC takes its batches as
+        # NumPy arrays and copies them to its device itself, and the rewards and stored
+        # logits are NumPy already, so a GPU run waits for no GPU kernel here (the
+        # discriminator runs on the device only for rows without a stored logit).
+        reward_t = torch.as_tensor(reward, dtype=torch.float32)
         if model_data and self.scale != "none":
             self._track_reward_moments(reward_t)
         if not model_data or self.discriminator is None or not self.policy_ratio:
             logit = torch.zeros_like(reward_t)  # real data, no C yet, or ablated: ratio 0
         elif logit is None:
             logit = self.logits(obs, act, next_obs)
+        logit = logit.cpu()  # (a no-op when it is there already)
         if self.mode == "bound":
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.

@@ -444,6 +444,25 @@ def test_a_scored_buffers_stale_logits_are_what_sac_reads():
     assert agent.pop_bound_reward() == 0.0
 
 
+@pytest.mark.parametrize("ahead", [False, True])
+def test_relabelling_stored_logits_leaves_sacs_device_alone(ahead):
+    """Rows with stored logits are relabelled on the CPU, where SAC takes its NumPy
+    batches: nothing goes to SAC's device and back (on a GPU, a wait per SAC update).
+    SAC's device is set to ``meta`` here, where any tensor put there has no value."""
+    agent = _agent(lam=1.0, clip=5.0, scale="reward_std")  # (the scale reads the rewards too)
+    agent.set_discriminator(_row_logit)
+    buffer = _buffer(reward=np.linspace(0.0, 1.0, 64), seed=4, cls=ScoredReplayBuffer)
+    buffer.scorer = agent.logits  # scored now, on the CPU
+    buffer.rescore()
+    agent.sac_agent.device = torch.device("meta")
+    seen = _served_batches(agent)
+    with agent.batches_ahead(buffer, 16, 2 if ahead else 0):
+        for i in range(2):
+            agent.update(buffer, 16, i)
+    assert [b.rewards.dtype for b in seen] == [np.float32, np.float32]
+    assert all(np.isfinite(b.rewards).all() and np.ptp(b.rewards) > 0.1 for b in seen)
+
+
 def test_policy_ratio_off_keeps_the_models_ratio_term_and_not_sacs():
     """The model-term-only ablation: SAC trains on f(r) without calling C; the model step's
     ``ratio_term`` is unchanged (same weight as with the policy term on)."""
