@@ -29,8 +29,9 @@ from mbrl_bound_plugin.errors import CheckpointWriteError, NumericalError, RunIn
 WALL_TIME_FILE = "wall_time.csv"
 COLUMNS = ("started", "wall_s", "cpu_s", "ended")
 # How a session ended (the ``ended`` column): the run returned; it stopped on a signal
-# after writing a checkpoint (resume continues it); it stopped on an error it cannot
-# continue past (a NaN, an unwritable checkpoint: see stopped.txt); any other error.
+# (after writing a checkpoint, except during the initial exploration: resume continues
+# it); it stopped on an error it cannot continue past (a NaN, an unwritable checkpoint:
+# see stopped.txt); any other error.
 COMPLETED, INTERRUPTED, STOPPED, FAILED = "completed", "interrupted", "stopped", "failed"
 
 
@@ -46,7 +47,9 @@ def _cpu_seconds() -> float:
 def _how_it_ended(error: BaseException | None) -> str:
     if error is None:
         return COMPLETED
-    if isinstance(error, (RunInterrupted, KeyboardInterrupt)):
+    # (SystemExit inside the run: a launcher's signal handler ending the process, as
+    # submitit's does after requeueing the job)
+    if isinstance(error, (RunInterrupted, KeyboardInterrupt, SystemExit)):
         return INTERRUPTED
     if isinstance(error, (NumericalError, CheckpointWriteError)):
         return STOPPED

@@ -46,6 +46,7 @@ def test_each_session_appends_a_row_and_read_sums_them(tmp_path: pathlib.Path):
     [
         (RunInterrupted(15, 7, pathlib.Path("/runs/x/checkpoints/7.pt")), "interrupted"),
         (KeyboardInterrupt(), "interrupted"),
+        (SystemExit(-1), "interrupted"),  # a launcher's handler ending the process
         (NumericalError("model loss is not finite"), "stopped"),
         (ValueError("a bug"), "failed"),
     ],
