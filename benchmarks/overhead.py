@@ -29,7 +29,7 @@ component's time excludes the other components timed inside it:
 
 Two ratios are printed per repeat and as medians:
 
-- end to end: bound's seconds per step over MBPO's (the issue's measure);
+- end to end: bound's seconds per step over MBPO's (what the README's cost target is set in);
 - bound's own work: MBPO's seconds per step plus what bound spends more in the
   components whose work differs (:data:`BOUND_WORK`: model updates and validation with
   the bound term, the discriminator step, scoring, relabelling, checkpoints), over
