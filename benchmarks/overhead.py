@@ -212,8 +212,9 @@ def _median_line(name: str, ratios: list[float]) -> str:
     )
 
 
-def summarize(runs: dict[str, list]) -> None:
-    """Prints the ratios and the per-component table of ``runs`` (``--json``'s ``runs``)."""
+def summarize(runs: dict[str, list]) -> list[float]:
+    """Prints the ratios and the per-component table of ``runs`` (``--json``'s ``runs``);
+    returns the end-to-end ratio of each repeat."""
     pairs = list(zip(runs["bound"], runs["mbpo"], strict=True))
     end_to_end = [b[0] / m[0] for b, m in pairs]
     own = [own_work_ratio(b[1], m[0], m[1]) for b, m in pairs]
@@ -229,6 +230,7 @@ def summarize(runs: dict[str, list]) -> None:
     total = {a: statistics.median(r[0] for r in rs) * 1e3 for a, rs in runs.items()}
     print(f"| **total** | {total['bound']:.2f} | {total['mbpo']:.2f} | "
           f"{total['bound'] - total['mbpo']:+.2f} |")  # fmt: skip
+    return end_to_end
 
 
 def main() -> None:
@@ -283,9 +285,8 @@ def main() -> None:
             f"{own_work_ratio(bound_parts, mbpo_s, mbpo_parts):.3f})",
             flush=True,
         )
-    summarize(runs)
+    ratios = summarize(runs)
     if args.json:
-        ratios = [b[0] / m[0] for b, m in zip(runs["bound"], runs["mbpo"], strict=True)]
         with open(args.json, "w") as f:
             json.dump({"overrides": overrides, "ratios": ratios, "runs": runs}, f, indent=1)
 
