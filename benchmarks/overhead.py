@@ -39,9 +39,15 @@ Two ratios are printed per repeat and as medians:
   it is not a replacement for it (a side effect of bound on the shared work, such as
   slower SAC updates, shows only end to end).
 
+Both are printed twice: in wall time, and in the process's CPU time (all its threads),
+which a shared machine's noise touches less: time the process spends waiting for a core
+another process holds counts in the wall clock only (a thread that spins while it waits counts in both). If the two sides differ in the wall
+time of the shared work but not in its CPU time, the difference was waiting, not work.
+On a GPU, CPU time is the host's work only; the wall-time ratios are the ones to read.
+
     python benchmarks/overhead.py [--task inv_pendulum|halfcheetah] [--repeats 3]
         [--steps N] [--model-epochs 20] [--warmup-steps 50] [--device cpu|cuda:0]
-        [--json FILE] [HYDRA_OVERRIDE ...]
+        [--threads N] [--json FILE] [HYDRA_OVERRIDE ...]
     python benchmarks/overhead.py --summarize FILE   # the tables again, from a --json FILE
 
 On a GPU (``--device cuda:0``) every component boundary waits for the GPU
@@ -127,15 +133,18 @@ BOUND_WORK = (
 class Timers:
     """Seconds spent in each component, by wrapping the functions that do them.
 
-    A component's seconds exclude those of the other components called inside it (e.g.
-    model updates inside model training, scoring inside rollouts).
+    Two clocks per component: wall time (``time.perf_counter``) and the process's CPU time
+    (``time.process_time``, all its threads). A component's seconds exclude those of the
+    other components called inside it (e.g. model updates inside model training, scoring
+    inside rollouts).
     """
 
     def __init__(self, sync: Callable[[], None] = lambda: None) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         # on a GPU, torch.cuda.synchronize: kernels finish inside the component that queued them
         self._sync = sync
-        # the components running now, outermost first: [name, seconds inside others]
+        # the components running now, outermost first: [name, wall inside others, cpu inside others]
         self._stack: list[list] = []
 
     def _timed(self, name: str, fn: Callable) -> Callable:
@@ -143,18 +152,21 @@ class Timers:
         def wrapper(*args, **kwargs):
             if any(frame[0] == name for frame in self._stack):  # (bound model's update
                 return fn(*args, **kwargs)  # calling mbrl's: counted once)
-            self._stack.append([name, 0.0])
+            self._stack.append([name, 0.0, 0.0])
             self._sync()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self._sync()
                 elapsed = time.perf_counter() - start
-                _, inner = self._stack.pop()
+                cpu = time.process_time() - cpu_start
+                _, inner, cpu_inner = self._stack.pop()
                 self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - inner
+                self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + cpu - cpu_inner
                 if self._stack:
                     self._stack[-1][1] += elapsed
+                    self._stack[-1][2] += cpu
 
         return wrapper
 
@@ -172,17 +184,19 @@ class Timers:
             for owner, attr, original in reversed(saved):
                 setattr(owner, attr, original)
 
-    def breakdown(self, total: float) -> dict[str, float]:
-        """Seconds per component (nested ones taken out of their parents), plus ``other``."""
-        out = {name: self.seconds.get(name, 0.0) for name, _ in COMPONENTS}
+    def breakdown(self, total: float, cpu: bool = False) -> dict[str, float]:
+        """Seconds per component (nested ones taken out of their parents), plus ``other``:
+        wall seconds, or CPU seconds with ``cpu`` (``total`` is then the run's CPU time)."""
+        seconds = self.cpu_seconds if cpu else self.seconds
+        out = {name: seconds.get(name, 0.0) for name, _ in COMPONENTS}
         out["other"] = total - sum(out.values())
         return {
             ("model training, other" if k == "model training" else k): v for k, v in out.items()
         }
 
 
-def time_run(algorithm: str, overrides: list[str]) -> tuple[float, dict[str, float]]:
-    """Seconds per environment step of one run, in total and per component."""
+def time_run(algorithm: str, overrides: list[str]) -> list:
+    """One run: ``[wall s/step, {component: wall s/step}, CPU s/step, {component: CPU s/step}]``."""
     cfg = compose([f"algorithm={algorithm}", *overrides])
     env, term_fn, _ = make_env(cfg)
     test_env, *_ = make_env(cfg)
@@ -191,12 +205,18 @@ def time_run(algorithm: str, overrides: list[str]) -> tuple[float, dict[str, flo
     train = mbpo.train if algorithm == "mbpo" else bound_algorithm.train
     sync = torch.cuda.synchronize if str(cfg.device).startswith("cuda") else (lambda: None)
     with tempfile.TemporaryDirectory() as work_dir, Timers(sync).installed() as timers:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         train(env, test_env, term_fn, cfg, silent=True, work_dir=work_dir)
         sync()
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
     steps = cfg.overrides.num_steps
-    return elapsed / steps, {k: v / steps for k, v in timers.breakdown(elapsed).items()}
+    return [
+        elapsed / steps,
+        {k: v / steps for k, v in timers.breakdown(elapsed).items()},
+        cpu / steps,
+        {k: v / steps for k, v in timers.breakdown(cpu, cpu=True).items()},
+    ]
 
 
 def own_work_ratio(bound: dict[str, float], mbpo_total: float, mbpo: dict[str, float]) -> float:
@@ -212,24 +232,38 @@ def _median_line(name: str, ratios: list[float]) -> str:
     )
 
 
-def summarize(runs: dict[str, list]) -> list[float]:
-    """Prints the ratios and the per-component table of ``runs`` (``--json``'s ``runs``);
-    returns the end-to-end ratio of each repeat."""
+def _tables(runs: dict[str, list], clock: int, unit: str) -> list[float]:
+    """Ratios and per-component table of one clock (0: wall, 2: CPU); the end-to-end ratios."""
     pairs = list(zip(runs["bound"], runs["mbpo"], strict=True))
-    end_to_end = [b[0] / m[0] for b, m in pairs]
-    own = [own_work_ratio(b[1], m[0], m[1]) for b, m in pairs]
-    print(_median_line("end to end", end_to_end))
-    print(_median_line("bound's own work", own))
-    print("\n| component | bound (ms/step) | mbpo (ms/step) | difference |\n|---|---:|---:|---:|")
+    end_to_end = [b[clock] / m[clock] for b, m in pairs]
+    own = [own_work_ratio(b[clock + 1], m[clock], m[clock + 1]) for b, m in pairs]
+    print(_median_line(f"end to end, {unit}", end_to_end))
+    print(_median_line(f"bound's own work, {unit}", own))
+    print(
+        f"\n| component | bound ({unit} ms/step) | mbpo ({unit} ms/step) | difference |"
+        "\n|---|---:|---:|---:|"
+    )
     medians = {
-        a: {k: statistics.median(r[1][k] for r in rs) for k in rs[0][1]} for a, rs in runs.items()
+        a: {k: statistics.median(r[clock + 1][k] for r in rs) for k in rs[0][clock + 1]}
+        for a, rs in runs.items()
     }
     for key in medians["bound"]:
         b, m = medians["bound"][key] * 1e3, medians["mbpo"][key] * 1e3
         print(f"| {key} | {b:.2f} | {m:.2f} | {b - m:+.2f} |")
-    total = {a: statistics.median(r[0] for r in rs) * 1e3 for a, rs in runs.items()}
+    total = {a: statistics.median(r[clock] for r in rs) * 1e3 for a, rs in runs.items()}
     print(f"| **total** | {total['bound']:.2f} | {total['mbpo']:.2f} | "
           f"{total['bound'] - total['mbpo']:+.2f} |")  # fmt: skip
+    return end_to_end
+
+
+def summarize(runs: dict[str, list]) -> list[float]:
+    """Prints the ratios and the per-component table of ``runs`` (``--json``'s ``runs``), in
+    wall time and, where the runs have it (files saved before it was recorded do not), in
+    CPU time; returns the end-to-end wall-time ratio of each repeat."""
+    end_to_end = _tables(runs, 0, "wall")
+    if all(len(r) == 4 for rs in runs.values() for r in rs):
+        print()
+        _tables(runs, 2, "CPU")
     return end_to_end
 
 
@@ -248,6 +282,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--summarize", metavar="FILE", help="print the tables of a --json file")
     parser.add_argument("--device", default="cpu", help="torch device of both sides, e.g. cuda:0")
+    parser.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's own)")
     args, extra = parser.parse_known_args()
     if args.summarize:
         with open(args.summarize) as f:
@@ -255,6 +290,10 @@ def main() -> None:
         print(f"# {args.summarize}: {' '.join(saved['overrides'])}")
         summarize(saved["runs"])
         return
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     steps = args.steps or DEFAULT_STEPS[args.task]
     overrides = [
         *TASKS[args.task],
@@ -269,7 +308,7 @@ def main() -> None:
         + (f", {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else "")
     )
     print(f"# overrides: {' '.join(overrides)} overrides.num_steps={steps}")
-    runs: dict[str, list[tuple[float, dict[str, float]]]] = {"bound": [], "mbpo": []}
+    runs: dict[str, list[list]] = {"bound": [], "mbpo": []}
     if args.warmup_steps:
         for algorithm in runs:  # untimed: one-time costs fall here, on neither side
             time_run(algorithm, [*overrides, f"overrides.num_steps={args.warmup_steps}"])
@@ -278,11 +317,15 @@ def main() -> None:
         order = ("bound", "mbpo") if rep % 2 == 0 else ("mbpo", "bound")
         for algorithm in order:
             runs[algorithm].append(time_run(algorithm, overrides))
-        (bound_s, bound_parts), (mbpo_s, mbpo_parts) = runs["bound"][-1], runs["mbpo"][-1]
+        (bound_s, bound_parts, bound_cpu, _), (mbpo_s, mbpo_parts, mbpo_cpu, _) = (
+            runs["bound"][-1],
+            runs["mbpo"][-1],
+        )
         print(
             f"repeat {rep}: bound {bound_s * 1e3:.1f} ms/step, mbpo {mbpo_s * 1e3:.1f} ms/step, "
             f"ratio {bound_s / mbpo_s:.3f} (bound's own work: "
-            f"{own_work_ratio(bound_parts, mbpo_s, mbpo_parts):.3f})",
+            f"{own_work_ratio(bound_parts, mbpo_s, mbpo_parts):.3f}; CPU time: "
+            f"{bound_cpu / mbpo_cpu:.3f})",
             flush=True,
         )
     ratios = summarize(runs)

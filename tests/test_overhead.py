@@ -7,6 +7,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -57,7 +58,51 @@ def test_summarize_reprints_a_saved_run(overhead, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert "end to end, over 2 repeats: 1.100 (min 1.000, max 1.200)" in lines[1]
+    assert "end to end, wall, over 2 repeats: 1.100 (min 1.000, max 1.200)" in lines[1]
     # own work: model updates +10 ms/step of 100 in both repeats, SAC's noise left out
-    assert "bound's own work, over 2 repeats: 1.100 (min 1.100, max 1.100)" in lines[2]
+    assert "bound's own work, wall, over 2 repeats: 1.100 (min 1.100, max 1.100)" in lines[2]
     assert "| model updates | 20.00 | 10.00 | +10.00 |" in lines
+    # saved before CPU time was recorded: the wall-time tables only
+    assert not any("CPU" in line for line in lines)
+
+
+def test_summarize_prints_cpu_time_beside_wall_time(overhead, tmp_path):
+    def run(wall, wall_sac, cpu, cpu_sac):
+        return [
+            wall,
+            {"SAC updates": wall_sac, "other": wall - wall_sac},
+            cpu,
+            {"SAC updates": cpu_sac, "other": cpu - cpu_sac},
+        ]
+
+    # bound's SAC updates took 30 ms/step longer on the wall clock, the same CPU time
+    runs = {"bound": [run(0.130, 0.110, 0.090, 0.080)], "mbpo": [run(0.100, 0.080, 0.090, 0.080)]}
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps({"overrides": [], "ratios": [1.3], "runs": runs}))
+    proc = subprocess.run(
+        [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any("end to end, wall, over 1 repeats: 1.300" in line for line in lines)
+    assert any("end to end, CPU, over 1 repeats: 1.000" in line for line in lines)
+    assert "| SAC updates | 110.00 | 80.00 | +30.00 |" in lines
+    assert "| SAC updates | 80.00 | 80.00 | +0.00 |" in lines
+
+
+def test_timers_charge_waiting_to_the_wall_clock_only_and_exclude_nested_components(overhead):
+    timers = overhead.Timers()
+
+    def spin(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    inner = timers._timed("inner", lambda: (time.sleep(0.5), spin(0.05)))
+    outer = timers._timed("outer", lambda: (spin(0.1), inner()))
+    outer()
+    assert timers.seconds["inner"] >= 0.55
+    assert 0.05 <= timers.cpu_seconds["inner"] < 0.3  # the sleep is not CPU time
+    # outer's own time is its spin, not inner's sleep or spin (wall bounds allow a busy machine)
+    assert 0.1 <= timers.cpu_seconds["outer"] < 0.3
+    assert 0.1 <= timers.seconds["outer"] < 0.45
