@@ -41,9 +41,10 @@ Two ratios are printed per repeat and as medians:
 
 Both are printed twice: in wall time, and in the process's CPU time (all its threads),
 which a shared machine's noise touches less: time the process spends waiting for a core
-another process holds counts in the wall clock only (a thread that spins while it waits counts in both). If the two sides differ in the wall
-time of the shared work but not in its CPU time, the difference was waiting, not work.
-On a GPU, CPU time is the host's work only; the wall-time ratios are the ones to read.
+another process holds counts in the wall clock only (a thread that spins while it waits
+counts in both). If the two sides differ in the wall time of the shared work but not in
+its CPU time, the difference was waiting, not work. On a GPU, CPU time is the host's
+work only; the wall-time ratios are the ones to read.
 
     python benchmarks/overhead.py [--task inv_pendulum|halfcheetah] [--repeats 3]
         [--steps N] [--model-epochs 20] [--warmup-steps 50] [--device cpu|cuda:0]
