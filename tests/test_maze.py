@@ -326,14 +326,10 @@ def test_the_command_runs_pets_on_the_maze(run_cli, results):
 def test_maze_exploration_counts_episodes_and_goal_visits(tmp_path):
     """benchmarks/maze_exploration.py: episodes split where a run's buffer shows them
     (time limits, and a cut-short exploration episode), goal visits counted per episode."""
-    import importlib.util
-
     import mbrl.util
+    from conftest import load_benchmark
 
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "maze_exploration.py"
-    spec = importlib.util.spec_from_file_location("maze_exploration", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("maze_exploration")
     buffer = mbrl.util.ReplayBuffer(500, (2,), (2,))
     start, goal = np.array(maze.START), np.array(maze.GOAL)
     # episode 1: 150 steps, time limit; episode 2: cut after 50 steps (end of

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -10,16 +9,14 @@ import sys
 import time
 
 import pytest
+from conftest import load_benchmark
 
 PATH = pathlib.Path(__file__).parents[1] / "benchmarks" / "overhead.py"
 
 
 @pytest.fixture(scope="module")
 def overhead():
-    spec = importlib.util.spec_from_file_location("overhead", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("overhead")
 
 
 def test_bound_own_work_charges_the_shared_components_at_mbpos_time(overhead):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import pandas as pd
 import pytest
 import yaml
-
-PATH = pathlib.Path(__file__).parents[1] / "benchmarks" / "tuning.py"
+from conftest import load_benchmark
 
 
 def variant(root: pathlib.Path, name: str, returns: dict[int, float], extra: list[str]):
@@ -35,10 +33,7 @@ def variant(root: pathlib.Path, name: str, returns: dict[int, float], extra: lis
 
 @pytest.fixture(scope="module")
 def tuning():
-    spec = importlib.util.spec_from_file_location("tuning", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("tuning")
 
 
 @pytest.fixture
