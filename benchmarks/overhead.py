@@ -48,7 +48,7 @@ work only; the wall-time ratios are the ones to read.
 
     python benchmarks/overhead.py [--task inv_pendulum|halfcheetah] [--repeats 3]
         [--steps N] [--model-epochs 20] [--warmup-steps 50] [--device cpu|cuda:0]
-        [--threads N] [--json FILE] [HYDRA_OVERRIDE ...]
+        [--threads N] [--flush-denormal] [--json FILE] [HYDRA_OVERRIDE ...]
     python benchmarks/overhead.py --summarize FILE   # the tables again, from a --json FILE
 
 On a GPU (``--device cuda:0``) every component boundary waits for the GPU
@@ -284,6 +284,11 @@ def main() -> None:
     parser.add_argument("--summarize", metavar="FILE", help="print the tables of a --json file")
     parser.add_argument("--device", default="cpu", help="torch device of both sides, e.g. cuda:0")
     parser.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's own)")
+    parser.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="flush denormal floats to zero on both sides (torch.set_flush_denormal)",
+    )
     args, extra = parser.parse_known_args()
     if args.summarize:
         with open(args.summarize) as f:
@@ -295,6 +300,8 @@ def main() -> None:
         if args.threads < 1:
             parser.error(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        parser.error("--flush-denormal: this CPU cannot flush denormals (torch.set_flush_denormal)")
     steps = args.steps or DEFAULT_STEPS[args.task]
     overrides = [
         *TASKS[args.task],
@@ -306,6 +313,7 @@ def main() -> None:
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        + (", denormals flushed to zero" if args.flush_denormal else "")
         + (f", {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else "")
     )
     print(f"# overrides: {' '.join(overrides)} overrides.num_steps={steps}")
@@ -332,7 +340,14 @@ def main() -> None:
     ratios = summarize(runs)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"overrides": overrides, "ratios": ratios, "runs": runs}, f, indent=1)
+            saved = {
+                "overrides": overrides,
+                "threads": torch.get_num_threads(),
+                "flush_denormal": args.flush_denormal,
+                "ratios": ratios,
+                "runs": runs,
+            }
+            json.dump(saved, f, indent=1)
 
 
 if __name__ == "__main__":
