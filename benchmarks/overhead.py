@@ -293,7 +293,10 @@ def main() -> None:
     if args.summarize:
         with open(args.summarize) as f:
             saved = json.load(f)
-        print(f"# {args.summarize}: {' '.join(saved['overrides'])}")
+        conditions = [f"{saved['threads']} threads"] if "threads" in saved else []
+        if saved.get("flush_denormal"):
+            conditions.append("denormals flushed to zero")
+        print(f"# {args.summarize}: {' '.join([*saved['overrides'], *conditions])}")
         summarize(saved["runs"])
         return
     if args.threads is not None:

@@ -85,6 +85,22 @@ def test_summarize_prints_cpu_time_beside_wall_time(overhead, tmp_path):
     assert any("end to end, CPU, over 1 repeats: 1.000" in line for line in lines)
     assert "| SAC updates | 110.00 | 80.00 | +30.00 |" in lines
     assert "| SAC updates | 80.00 | 80.00 | +0.00 |" in lines
+    assert "threads" not in lines[0]  # saved before the file recorded them
+
+
+def test_summarize_says_the_threads_and_denormal_flushing_it_ran_with(overhead, tmp_path):
+    runs = {"bound": [[0.11, {"other": 0.11}]], "mbpo": [[0.10, {"other": 0.10}]]}
+    for flush, says in [(True, True), (False, False)]:
+        saved = {"overrides": ["seed=3"], "threads": 1, "flush_denormal": flush, "runs": runs}
+        path = tmp_path / "saved.json"
+        path.write_text(json.dumps(saved))
+        proc = subprocess.run(
+            [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        header = proc.stdout.splitlines()[0]
+        assert "seed=3" in header and "1 threads" in header
+        assert ("denormals flushed to zero" in header) is says
 
 
 def test_timers_charge_waiting_to_the_wall_clock_only_and_exclude_nested_components(overhead):
