@@ -296,7 +296,10 @@ def main() -> None:
         conditions = [f"{saved['threads']} threads"] if "threads" in saved else []
         if saved.get("flush_denormal"):
             conditions.append("denormals flushed to zero")
-        print(f"# {args.summarize}: {' '.join([*saved['overrides'], *conditions])}")
+        print(
+            f"# {args.summarize}: {' '.join(saved['overrides'])}"
+            + "".join(f"; {c}" for c in conditions)
+        )
         summarize(saved["runs"])
         return
     if args.threads is not None:
