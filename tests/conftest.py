@@ -90,8 +90,15 @@ def one_torch_thread():
 
 
 def load_benchmark(name: str):
-    """The module of ``benchmarks/<name>.py`` (a script, not part of the package)."""
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    """The module of ``benchmarks/<name>.py`` (a script, not part of the package).
+
+    ``benchmarks/`` goes on ``sys.path``, as when the script runs, so that it can import
+    the scripts beside it.
+    """
+    folder = pathlib.Path(__file__).parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    path = folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
