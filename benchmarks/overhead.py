@@ -46,6 +46,13 @@ counts in both). If the two sides differ in the wall time of the shared work but
 its CPU time, the difference was waiting, not work. On a GPU, CPU time is the host's
 work only; the wall-time ratios are the ones to read.
 
+On the 2-core VM with two threads, SAC's updates (the same work on both sides) took up to
+13% more or less time on one side than on the other, in CPU time as much as in wall time,
+and which side varied between sittings; with ``--threads 1`` (as the benchmark's runs
+use) they stayed within 4%. ``--flush-denormal`` (``torch.set_flush_denormal``) did not
+remove the two-thread noise nor change the one-thread ratio; ``benchmarks/denormals.py``
+looks at the denormals themselves.
+
     python benchmarks/overhead.py [--task inv_pendulum|halfcheetah] [--repeats 3]
         [--steps N] [--model-epochs 20] [--warmup-steps 50] [--device cpu|cuda:0]
         [--threads N] [--flush-denormal] [--json FILE] [HYDRA_OVERRIDE ...]
