@@ -86,13 +86,7 @@ def main() -> None:
     if not torch.set_flush_denormal(False):
         parser.error("this CPU cannot flush denormals (torch.set_flush_denormal)")
     torch.set_num_threads(1)
-    overrides = [
-        *overhead.TASKS[args.task],
-        "device=cpu",
-        "+overrides.num_epochs_train_model=20",
-        "overrides.patience=0",
-        f"overrides.num_steps={args.steps}",
-    ]
+    overrides = [*overhead.fixed_epoch_overrides(args.task), f"overrides.num_steps={args.steps}"]
     update = SAC.update_parameters
     last = {}
 

@@ -203,6 +203,17 @@ class Timers:
         }
 
 
+def fixed_epoch_overrides(task: str, device: str = "cpu", model_epochs: int = 20) -> list[str]:
+    """Both sides' overrides: the task's MBPO settings on ``device``, with every model
+    training running exactly ``model_epochs`` epochs (early stopping off)."""
+    return [
+        *TASKS[task],
+        f"device={device}",
+        f"+overrides.num_epochs_train_model={model_epochs}",
+        "overrides.patience=0",  # (mbrl: 0 turns early stopping off)
+    ]
+
+
 def time_run(algorithm: str, overrides: list[str]) -> list:
     """One run: ``[wall s/step, {component: wall s/step}, CPU s/step, {component: CPU s/step}]``."""
     cfg = compose([f"algorithm={algorithm}", *overrides])
@@ -316,13 +327,7 @@ def main() -> None:
     if args.flush_denormal and not torch.set_flush_denormal(True):
         parser.error("--flush-denormal: this CPU cannot flush denormals (torch.set_flush_denormal)")
     steps = args.steps or DEFAULT_STEPS[args.task]
-    overrides = [
-        *TASKS[args.task],
-        f"device={args.device}",
-        f"+overrides.num_epochs_train_model={args.model_epochs}",
-        "overrides.patience=0",  # (mbrl: 0 turns early stopping off)
-        *extra,
-    ]
+    overrides = [*fixed_epoch_overrides(args.task, args.device, args.model_epochs), *extra]
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
