@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 import mbrl_bound_plugin as mbb
-from mbrl_bound_plugin.checkpoint import Checkpointer, load_checkpoint
+from mbrl_bound_plugin.util.checkpoint import Checkpointer, load_checkpoint
 
 
 def _fill(buffer, rows: int, rng: np.random.Generator) -> None:

@@ -65,7 +65,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from mbrl_bound_plugin.discriminator import Discriminator
+from mbrl_bound_plugin.models.discriminator import Discriminator
 
 CONF = pathlib.Path(__file__).resolve().parent.parent / "conf" / "discriminator" / "mlp.yaml"
 NOT_SETTINGS = ("_target_", "obs_dim", "act_dim", "device")
@@ -295,7 +295,7 @@ class RunDir:
         import mbrl.models
         import mbrl.util.common
 
-        from mbrl_bound_plugin.envs import make_env
+        from mbrl_bound_plugin.env.factory import make_env
 
         self.run_dir = run_dir
         cfg = mbrl.util.common.load_hydra_cfg(run_dir)

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from mbrl_bound_plugin import maze
+from mbrl_bound_plugin.env import maze
 
 
 def exploration(buffer_path: pathlib.Path) -> dict[str, float]:

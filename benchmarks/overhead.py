@@ -16,7 +16,7 @@ component's time excludes the other components timed inside it:
 - model validation: their ``eval_score``;
 - model training, other: the rest of mbrl's ``train_model_and_save_model_and_data``
   (batching, normalizer, saving the model and data);
-- discriminator step: ``mbrl_bound_plugin.algorithm.discriminator_step``;
+- discriminator step: ``mbrl_bound_plugin.algorithms.bound.discriminator_step``;
 - rollouts: mbrl's ``rollout_model_and_populate_sac_buffer``, without the scoring inside it;
 - scoring: ``ScoredReplayBuffer._score``, the discriminator's logits of SAC's buffer: of
   the rows the rollouts add, and of every row after each discriminator step;
@@ -83,13 +83,13 @@ import numpy as np
 import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 
-import mbrl_bound_plugin.algorithm as bound_algorithm
+import mbrl_bound_plugin.algorithms.bound as bound_algorithm
 from mbrl_bound_plugin import compose
-from mbrl_bound_plugin.agent import BoundSACAgent
-from mbrl_bound_plugin.checkpoint import Checkpointer
-from mbrl_bound_plugin.envs import make_env
-from mbrl_bound_plugin.model import BoundTransitionRewardModel
-from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+from mbrl_bound_plugin.env.factory import make_env
+from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
+from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
+from mbrl_bound_plugin.util.checkpoint import Checkpointer
+from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 # mbrl's MBPO settings with budgets that fit a benchmark on 2 cores.
 TASKS = {

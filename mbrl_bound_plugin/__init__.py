@@ -20,6 +20,8 @@ import importlib
 import importlib.util
 from typing import Any
 
+from mbrl_bound_plugin import _deprecated
+
 __version__ = "0.1.0"
 
 MBRL_MISSING = (
@@ -28,13 +30,13 @@ MBRL_MISSING = (
 )
 
 _PUBLIC = {
-    "compose": "mbrl_bound_plugin.config",
-    "make_env": "mbrl_bound_plugin.envs",
-    "train": "mbrl_bound_plugin.algorithm",
-    "BoundRun": "mbrl_bound_plugin.run",
-    "Discriminator": "mbrl_bound_plugin.discriminator",
-    "BoundTransitionRewardModel": "mbrl_bound_plugin.model",
-    "BoundSACAgent": "mbrl_bound_plugin.agent",
+    "compose": "mbrl_bound_plugin.config.composition",
+    "make_env": "mbrl_bound_plugin.env.factory",
+    "train": "mbrl_bound_plugin.algorithms.bound",
+    "BoundRun": "mbrl_bound_plugin.algorithms.bound_run",
+    "Discriminator": "mbrl_bound_plugin.models.discriminator",
+    "BoundTransitionRewardModel": "mbrl_bound_plugin.models.model_wrapper",
+    "BoundSACAgent": "mbrl_bound_plugin.planning.sac_agent",
 }
 __all__ = [*_PUBLIC, "__version__"]
 
@@ -49,4 +51,9 @@ def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
         require_mbrl()
         return getattr(importlib.import_module(_PUBLIC[name]), name)
+    if name in _deprecated.MOVED:  # Hydra's _locate asks the package before importing
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_deprecated.install()

@@ -1,3 +1,3 @@
-from mbrl_bound_plugin.cli import main
+from mbrl_bound_plugin.cli.main import main
 
 main()

@@ -1,6 +1,6 @@
 """The program name and every error type of mbrl-bound, in one place.
 
-Each error says what happened in one line; the command (:mod:`mbrl_bound_plugin.cli`)
+Each error says what happened in one line; the command (:mod:`mbrl_bound_plugin.cli.main`)
 prints it after ``PROG`` and exits with the code given here. Python callers catch them
 like any exception. This module imports nothing else of the package.
 """

@@ -25,7 +25,8 @@ import sys
 
 import mbrl.util.common
 
-from mbrl_bound_plugin import checkpoint, cli
+from mbrl_bound_plugin.cli import main as cli
+from mbrl_bound_plugin.util import checkpoint
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import pytest
 import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 
-from mbrl_bound_plugin.agent import BoundSACAgent
 from mbrl_bound_plugin.errors import NumericalError
-from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
+from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

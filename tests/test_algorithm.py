@@ -20,15 +20,15 @@ from conftest import TINY_BOUND
 from hydra import compose, initialize_config_dir
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin import algorithm
-from mbrl_bound_plugin.agent import BoundSACAgent
-from mbrl_bound_plugin.algorithm import discriminator_step, train
-from mbrl_bound_plugin.checkpoint import latest_checkpoint, load_checkpoint
-from mbrl_bound_plugin.discriminator import Discriminator
-from mbrl_bound_plugin.envs import make_env
+from mbrl_bound_plugin.algorithms import bound as algorithm
+from mbrl_bound_plugin.algorithms.bound import discriminator_step, train
+from mbrl_bound_plugin.algorithms.bound_run import DISC_STATS, BoundRun
+from mbrl_bound_plugin.env.factory import make_env
 from mbrl_bound_plugin.errors import NumericalError, UsageError
-from mbrl_bound_plugin.run import DISC_STATS, BoundRun
-from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+from mbrl_bound_plugin.models.discriminator import Discriminator
+from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
+from mbrl_bound_plugin.util.checkpoint import latest_checkpoint, load_checkpoint
+from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 
 def _check_disc_columns(row: dict[str, str]) -> None:

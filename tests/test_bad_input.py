@@ -1,6 +1,6 @@
 """Bad input is refused before anything runs: one line naming the key, exit code 2.
 
-Most inputs go through :func:`mbrl_bound_plugin.cli.preflight`, the function the command
+Most inputs go through :func:`mbrl_bound_plugin.cli.main.preflight`, the function the command
 runs before Hydra starts (in-process: fast), and through :func:`mbrl_bound_plugin.compose`,
 which must refuse the same input with the same message. A handful go through the real
 ``mbrl-bound`` command, in a subprocess with a timeout, so that a hang (mbrl's epoch loop
@@ -20,15 +20,15 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.cli import preflight
-from mbrl_bound_plugin.config import (
+from mbrl_bound_plugin.cli.main import preflight
+from mbrl_bound_plugin.config.composition import (
     MAX_CHECKED_JOBS,
     check_config,
     compose,
     quiet_config_warnings,
     sweep_jobs,
 )
-from mbrl_bound_plugin.envs import make_env
+from mbrl_bound_plugin.env.factory import make_env
 from mbrl_bound_plugin.errors import UsageError
 
 MBPO = ["algorithm=mbpo", "overrides=mbpo_inv_pendulum_v5"]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mbrl_bound_plugin import bound
+from mbrl_bound_plugin import objective
 
 
 def _g(x: float, weight: float, clip: float) -> float:
@@ -16,7 +16,7 @@ def _g(x: float, weight: float, clip: float) -> float:
 def test_augmented_reward_scaled_adds_lam_times_smoothly_clipped_logit():
     reward = torch.tensor([1.0, -2.0, 0.5, 3.0])
     logit = torch.tensor([0.4, -7.0, 5.0, -1.0])
-    out = bound.augmented_reward(
+    out = objective.augmented_reward(
         reward, logit, "scaled", gamma=0.9, lam=0.5, clip=2.0, reward_floor=None
     )
     # r + 0.5 * 2 * tanh(logit / 2)
@@ -32,7 +32,7 @@ def test_augmented_reward_scaled_adds_lam_times_smoothly_clipped_logit():
 def test_augmented_reward_scaled_lam_zero_is_the_plain_reward():
     reward = torch.tensor([1.0, -2.0, 0.25])
     logit = torch.tensor([100.0, -100.0, 3.0])
-    out = bound.augmented_reward(
+    out = objective.augmented_reward(
         reward, logit, "scaled", gamma=0.99, lam=0.0, clip=5.0, reward_floor=None
     )
     torch.testing.assert_close(out, reward)
@@ -42,7 +42,7 @@ def test_augmented_reward_bound_mode_by_hand():
     reward = torch.tensor([2.0, 1.0 + math.e, 1.5])
     logit = torch.tensor([0.3, 10.0, -10.0])
     # lam is ignored in bound mode (fixed to 1)
-    out = bound.augmented_reward(
+    out = objective.augmented_reward(
         reward, logit, "bound", gamma=0.9, lam=123.0, clip=1.0, reward_floor=1.0
     )
     # 0.1 * log(2 - 1) + tanh(0.3)
@@ -57,7 +57,7 @@ def test_augmented_reward_bound_mode_by_hand():
 def test_augmented_reward_bound_mode_negative_floor():
     reward = torch.tensor([-1.0])
     logit = torch.tensor([0.0])
-    out = bound.augmented_reward(
+    out = objective.augmented_reward(
         reward, logit, "bound", gamma=0.5, lam=1.0, clip=1.0, reward_floor=-3.0
     )
     # 0.5 * log(-1 - (-3)) = 0.5 * log 2
@@ -66,7 +66,7 @@ def test_augmented_reward_bound_mode_negative_floor():
 
 def test_augmented_reward_gradient_is_the_smooth_clips_everywhere():
     logit = torch.tensor([0.5, 3.0, -20.0], requires_grad=True)
-    out = bound.augmented_reward(
+    out = objective.augmented_reward(
         torch.zeros(3), logit, "scaled", gamma=0.9, lam=2.0, clip=1.0, reward_floor=None
     )
     out.sum().backward()
@@ -78,7 +78,7 @@ def test_augmented_reward_gradient_is_the_smooth_clips_everywhere():
 
 def test_ratio_term_by_hand_bounded_and_odd():
     logit = torch.tensor([-1000.0, -3.0, -0.01, 0.0, 0.01, 3.0, 1000.0])
-    out = bound.ratio_term(logit, weight=0.5, clip=4.0)
+    out = objective.ratio_term(logit, weight=0.5, clip=4.0)
     expected = torch.tensor([_g(x, 0.5, 4.0) for x in logit.tolist()])
     torch.testing.assert_close(out, expected)
     # never beyond weight * c, reached only far out; odd; about weight * logit near 0
@@ -91,7 +91,7 @@ def test_ratio_term_by_hand_bounded_and_odd():
 
 def test_ratio_term_gradient_by_hand():
     logit = torch.tensor([[0.0, 1.0], [-2.0, 6.0]], requires_grad=True)
-    bound.ratio_term(logit, weight=3.0, clip=2.0).sum().backward()
+    objective.ratio_term(logit, weight=3.0, clip=2.0).sum().backward()
     # d/dx [w c tanh(x / c)] = w (1 - tanh(x / c)^2)
     expected = torch.tensor(
         [[3.0 * (1.0 - math.tanh(x / 2.0) ** 2) for x in row] for row in ([0.0, 1.0], [-2.0, 6.0])]
@@ -103,26 +103,26 @@ def test_ratio_term_gradient_by_hand():
 @pytest.mark.parametrize("clip", [0.0, -1.0])
 def test_ratio_term_refuses_a_non_positive_clip(clip):
     with pytest.raises(ValueError, match="clip must be > 0"):
-        bound.ratio_term(torch.zeros(2), weight=1.0, clip=clip)
+        objective.ratio_term(torch.zeros(2), weight=1.0, clip=clip)
 
 
 def test_ratio_weight_is_lam_in_scaled_mode_and_one_in_bound_mode():
-    assert bound.ratio_weight("scaled", 0.25) == 0.25
-    assert bound.ratio_weight("scaled", 0.0) == 0.0
-    assert bound.ratio_weight("bound", 0.25) == 1.0
-    assert bound.ratio_weight("bound", 7.0) == 1.0
+    assert objective.ratio_weight("scaled", 0.25) == 0.25
+    assert objective.ratio_weight("scaled", 0.0) == 0.0
+    assert objective.ratio_weight("bound", 0.25) == 1.0
+    assert objective.ratio_weight("bound", 7.0) == 1.0
 
 
 def test_task_reward_term_by_hand():
     reward = torch.tensor([-2.0, 0.0, 3.5])
     # scaled: f(r) = r, any sign
-    torch.testing.assert_close(bound.task_reward_term(reward, "scaled", 0.9, None), reward)
+    torch.testing.assert_close(objective.task_reward_term(reward, "scaled", 0.9, None), reward)
     # bound: f(r) = (1 - gamma) log(r - floor)
-    out = bound.task_reward_term(reward, "bound", gamma=0.8, reward_floor=-3.0)
+    out = objective.task_reward_term(reward, "bound", gamma=0.8, reward_floor=-3.0)
     expected = torch.tensor([0.2 * math.log(1.0), 0.2 * math.log(3.0), 0.2 * math.log(6.5)])
     torch.testing.assert_close(out, expected)
     with pytest.raises(ValueError, match="reward_floor is -2.0"):
-        bound.task_reward_term(reward, "bound", gamma=0.8, reward_floor=-2.0)
+        objective.task_reward_term(reward, "bound", gamma=0.8, reward_floor=-2.0)
 
 
 @pytest.mark.parametrize(
@@ -140,13 +140,13 @@ def test_augmented_reward_rejects_bad_settings(kwargs, match):
     args = {"mode": "scaled", "gamma": 0.9, "lam": 1.0, "clip": 1.0, "reward_floor": 0.0}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        bound.augmented_reward(torch.ones(3), torch.zeros(3), **args)
+        objective.augmented_reward(torch.ones(3), torch.zeros(3), **args)
 
 
 def test_augmented_reward_bound_mode_rejects_reward_at_or_below_floor():
     reward = torch.tensor([3.0, -0.25, 1.0])
     with pytest.raises(ValueError) as info:
-        bound.augmented_reward(
+        objective.augmented_reward(
             reward, torch.zeros(3), "bound", gamma=0.9, lam=1.0, clip=1.0, reward_floor=0.0
         )
     message = str(info.value)
@@ -154,12 +154,12 @@ def test_augmented_reward_bound_mode_rejects_reward_at_or_below_floor():
     assert "reward_floor is 0.0" in message
     # equal to the floor is also refused (log 0)
     with pytest.raises(ValueError, match="reward_floor"):
-        bound.augmented_reward(torch.tensor([1.0]), torch.zeros(1), "bound", 0.9, 1.0, 1.0, 1.0)
+        objective.augmented_reward(torch.tensor([1.0]), torch.zeros(1), "bound", 0.9, 1.0, 1.0, 1.0)
 
 
 def test_augmented_reward_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
-        bound.augmented_reward(torch.ones(4, 1), torch.zeros(4), "scaled", 0.9, 1.0, 1.0, None)
+        objective.augmented_reward(torch.ones(4, 1), torch.zeros(4), "scaled", 0.9, 1.0, 1.0, None)
 
 
 def test_logistic_loss_by_hand():
@@ -171,14 +171,14 @@ def test_logistic_loss_by_hand():
     model_part = (
         math.log(1.0 + math.exp(-1.0)) + math.log(1.0 + math.exp(0.5)) + math.log(2.0)
     ) / 3
-    out = bound.logistic_loss(real, model)
+    out = objective.logistic_loss(real, model)
     assert out.item() == pytest.approx(real_part + model_part, rel=1e-6)
 
 
 def test_logistic_loss_is_finite_for_huge_logits():
     real = torch.tensor([-200.0, 200.0])
     model = torch.tensor([200.0, -200.0])
-    out = bound.logistic_loss(real, model)
+    out = objective.logistic_loss(real, model)
     # the wrong-side logits each cost ~200: (200 + 0)/2 + (200 + 0)/2
     assert torch.isfinite(out)
     assert out.item() == pytest.approx(200.0, rel=1e-6)
@@ -187,7 +187,7 @@ def test_logistic_loss_is_finite_for_huge_logits():
 def test_model_bound_term_is_per_sample_with_sign_and_gradient():
     logit = torch.tensor([1.0, -3.0], requires_grad=True)
     value = torch.tensor([10.0, 20.0], requires_grad=True)
-    out = bound.model_bound_term(logit, value, gamma=0.5)
+    out = objective.model_bound_term(logit, value, gamma=0.5)
     # per sample, unreduced: -(1 + 0.5 * 10), -(-3 + 0.5 * 20)
     assert out.shape == (2,)
     torch.testing.assert_close(out, torch.tensor([-6.0, -7.0]))
@@ -203,7 +203,7 @@ def test_model_bound_term_drops_the_value_after_a_terminal_state(as_bool):
     value = torch.tensor([[10.0, 20.0], [30.0, 40.0]], requires_grad=True)
     done_01 = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     done = done_01.bool() if as_bool else done_01.clone().requires_grad_(True)
-    out = bound.model_bound_term(ratio, value, gamma=0.9, done=done)
+    out = objective.model_bound_term(ratio, value, gamma=0.9, done=done)
     # terminal samples keep their ratio term only: -(g + 0.9 * (1 - done) * V)
     expected = torch.tensor([[-(1.0 + 9.0), -2.0], [1.0, -(0.5 + 36.0)]])
     torch.testing.assert_close(out, expected)
@@ -217,45 +217,45 @@ def test_model_bound_term_drops_the_value_after_a_terminal_state(as_bool):
 def test_model_bound_term_without_done_is_all_nonterminal():
     ratio, value = torch.tensor([0.5, -0.5]), torch.tensor([2.0, -4.0])
     torch.testing.assert_close(
-        bound.model_bound_term(ratio, value, 0.9),
-        bound.model_bound_term(ratio, value, 0.9, done=torch.zeros(2, dtype=torch.bool)),
+        objective.model_bound_term(ratio, value, 0.9),
+        objective.model_bound_term(ratio, value, 0.9, done=torch.zeros(2, dtype=torch.bool)),
     )
 
 
 def test_model_bound_term_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
-        bound.model_bound_term(torch.zeros(3, 2), torch.zeros(3, 2, 1), gamma=0.9)
+        objective.model_bound_term(torch.zeros(3, 2), torch.zeros(3, 2, 1), gamma=0.9)
     with pytest.raises(ValueError, match="ratio and done"):
-        bound.model_bound_term(torch.zeros(3), torch.zeros(3), 0.9, done=torch.zeros(3, 1))
+        objective.model_bound_term(torch.zeros(3), torch.zeros(3), 0.9, done=torch.zeros(3, 1))
 
 
 def test_value_bounds_are_the_range_over_nonterminal_real_next_states():
     real_value = torch.tensor([[3.0, -2.0, 50.0], [1.0, 7.0, -40.0]])
     done = torch.tensor([[False, False, True], [False, False, True]])
-    low, high = bound.value_bounds(real_value, done)
+    low, high = objective.value_bounds(real_value, done)
     assert (low.item(), high.item()) == (-2.0, 7.0)  # 50 and -40 are after terminal states
-    low, high = bound.value_bounds(real_value)
+    low, high = objective.value_bounds(real_value)
     assert (low.item(), high.item()) == (-40.0, 50.0)
     # every next state terminal: all of them, rather than no range at all
-    low, high = bound.value_bounds(real_value, torch.ones(2, 3, dtype=torch.bool))
+    low, high = objective.value_bounds(real_value, torch.ones(2, 3, dtype=torch.bool))
     assert (low.item(), high.item()) == (-40.0, 50.0)
 
 
 def test_value_bounds_carry_no_gradient_and_refuse_bad_input():
     real_value = torch.tensor([1.0, 4.0], requires_grad=True)
-    low, high = bound.value_bounds(real_value)
+    low, high = objective.value_bounds(real_value)
     assert not low.requires_grad and not high.requires_grad
     with pytest.raises(ValueError, match="same shape"):
-        bound.value_bounds(torch.zeros(3), torch.zeros(3, 1, dtype=torch.bool))
+        objective.value_bounds(torch.zeros(3), torch.zeros(3, 1, dtype=torch.bool))
     with pytest.raises(ValueError, match="at least one"):
-        bound.value_bounds(torch.zeros(0))
+        objective.value_bounds(torch.zeros(0))
 
 
 def test_model_bound_term_clamps_the_value_to_the_bounds_with_no_gradient_beyond():
     ratio = torch.tensor([0.5, 0.5, 0.5, 0.5], requires_grad=True)
     value = torch.tensor([-5.0, 0.0, 2.0, 1e6], requires_grad=True)
     bounds = (torch.tensor(-1.0), torch.tensor(3.0))
-    out = bound.model_bound_term(ratio, value, gamma=0.5, bounds=bounds)
+    out = objective.model_bound_term(ratio, value, gamma=0.5, bounds=bounds)
     # V clamped to [-1, 3]: -(0.5 + 0.5 * [-1, 0, 2, 3])
     torch.testing.assert_close(out, torch.tensor([0.0, -0.5, -1.5, -2.0]))
     out.sum().backward()
@@ -264,21 +264,21 @@ def test_model_bound_term_clamps_the_value_to_the_bounds_with_no_gradient_beyond
     torch.testing.assert_close(ratio.grad, -torch.ones(4))
     # a clamped sample after a terminal state still has no value at all
     done = torch.tensor([False, False, False, True])
-    out = bound.model_bound_term(ratio, value, gamma=0.5, done=done, bounds=bounds)
+    out = objective.model_bound_term(ratio, value, gamma=0.5, done=done, bounds=bounds)
     assert out[3].item() == -0.5
 
 
 def test_check_model_settings_refuses_a_non_bool_clamp_value():
-    bound.check_model_settings(0.1, None, False)
+    objective.check_model_settings(0.1, None, False)
     with pytest.raises(ValueError, match="clamp_value must be true or false"):
-        bound.check_model_settings(0.1, None, "yes")
+        objective.check_model_settings(0.1, None, "yes")
 
 
 def test_kl_estimate_and_balanced_accuracy_by_hand():
-    assert bound.kl_estimate(torch.tensor([-1.0, -2.0, 0.0])).item() == pytest.approx(1.0)
+    assert objective.kl_estimate(torch.tensor([-1.0, -2.0, 0.0])).item() == pytest.approx(1.0)
     real = torch.tensor([1.0, -1.0, 2.0, 0.0])  # 2 of 4 correct (> 0)
     model = torch.tensor([-1.0, 0.0, 3.0])  # 2 of 3 correct (<= 0)
-    acc = bound.balanced_accuracy(real, model)
+    acc = objective.balanced_accuracy(real, model)
     assert acc.item() == pytest.approx((0.5 + 2.0 / 3.0) / 2)
 
 
@@ -298,7 +298,7 @@ def _discrete_log_ratio(offset: float = 0.0):
 
 def test_calibration_of_the_exact_discrete_log_ratio_is_one():
     real, model = _discrete_log_ratio()
-    calib = bound.calibration(real, model)
+    calib = objective.calibration(real, model)
     assert set(calib) == {"exp_logit_model", "exp_neglogit_real"}
     # E_q[p/q] = sum p = 1 and E_p[q/p] = sum q = 1, exactly with these draws
     assert calib["exp_logit_model"].item() == pytest.approx(1.0, abs=1e-12)
@@ -309,11 +309,11 @@ def test_calibration_of_the_exact_discrete_log_ratio_is_one():
 def test_calibration_by_hand_for_a_shifted_log_ratio():
     # logit = log p/q + 1: E_q[e p/q] = e and E_p[q/(e p)] = 1/e
     real, model = _discrete_log_ratio(offset=1.0)
-    calib = bound.calibration(real, model)
+    calib = objective.calibration(real, model)
     assert calib["exp_logit_model"].item() == pytest.approx(math.e, rel=1e-6)
     assert calib["exp_neglogit_real"].item() == pytest.approx(1.0 / math.e, rel=1e-6)
     # the two checks read different samples: swapping them is not the same
-    swapped = bound.calibration(model, real)
+    swapped = objective.calibration(model, real)
     assert swapped["exp_logit_model"].item() != pytest.approx(math.e, rel=1e-3)
 
 
@@ -322,16 +322,16 @@ def test_calibration_of_the_exact_gaussian_log_ratio_is_one():
     gen = torch.Generator().manual_seed(0)
     from_p = torch.randn(400_000, generator=gen, dtype=torch.float64)
     from_q = 1.0 + torch.randn(400_000, generator=gen, dtype=torch.float64)
-    calib = bound.calibration(0.5 - from_p, 0.5 - from_q)
+    calib = objective.calibration(0.5 - from_p, 0.5 - from_q)
     assert calib["exp_logit_model"].item() == pytest.approx(1.0, abs=0.02)
     assert calib["exp_neglogit_real"].item() == pytest.approx(1.0, abs=0.02)
     # the reversed log-ratio is far off in both
-    wrong = bound.calibration(from_p - 0.5, from_q - 0.5)
+    wrong = objective.calibration(from_p - 0.5, from_q - 0.5)
     assert wrong["exp_logit_model"].item() > 2.0 and wrong["exp_neglogit_real"].item() > 2.0
 
 
 def test_calibration_stays_finite_where_float32_exp_overflows():
     # exp(100) overflows float32; the mean (e^100 + 1) / 2 is finite in float64
-    calib = bound.calibration(torch.tensor([-100.0, 0.0]), torch.tensor([100.0, 0.0]))
+    calib = objective.calibration(torch.tensor([-100.0, 0.0]), torch.tensor([100.0, 0.0]))
     for key in ("exp_logit_model", "exp_neglogit_real"):
         assert calib[key].item() == pytest.approx((math.exp(100.0) + 1.0) / 2.0, rel=1e-9)

@@ -15,8 +15,9 @@ import omegaconf
 import pytest
 import torch
 
-from mbrl_bound_plugin import run_state
-from mbrl_bound_plugin.checkpoint import (
+from mbrl_bound_plugin.errors import CheckpointWriteError, RunInterrupted, UsageError
+from mbrl_bound_plugin.util import state as run_state
+from mbrl_bound_plugin.util.checkpoint import (
     FORMAT_VERSION,
     Checkpointer,
     SignalWatch,
@@ -29,7 +30,6 @@ from mbrl_bound_plugin.checkpoint import (
     time_limit_signal,
     watched_signals,
 )
-from mbrl_bound_plugin.errors import CheckpointWriteError, RunInterrupted, UsageError
 
 
 def _state(value: float) -> dict:

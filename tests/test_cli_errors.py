@@ -10,9 +10,10 @@ import pytest
 import torch
 from conftest import TINY_BOUND
 
-from mbrl_bound_plugin import cli, wall_time
-from mbrl_bound_plugin.cli import preflight
+from mbrl_bound_plugin.cli import main as cli
+from mbrl_bound_plugin.cli.main import preflight
 from mbrl_bound_plugin.errors import STOPPED_FILE, NumericalError, UsageError
+from mbrl_bound_plugin.util import wall_time
 
 # Bad input is refused before the run starts: a command that takes longer has hung.
 TIMEOUT_S = 60

@@ -11,9 +11,14 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin.compare import LAUNCHERS, load_settings, sweep_commands
+from mbrl_bound_plugin.cli.compare import LAUNCHERS, load_settings, sweep_commands
 from mbrl_bound_plugin.errors import CompareError
-from mbrl_bound_plugin.report import ALGORITHM_COLORS, algorithm_colors, find_runs, make_report
+from mbrl_bound_plugin.report.report import (
+    ALGORITHM_COLORS,
+    algorithm_colors,
+    find_runs,
+    make_report,
+)
 
 
 @pytest.mark.parametrize("name", ["benchmark", "quick"])
@@ -38,7 +43,7 @@ def test_bound_and_mbpo_share_settings_and_overrides_file(name, tmp_path):
 
 def _composed_runs(settings, tmp_path, algorithms, **kwargs):
     """The config of every run of every sweep, composed and checked as ``mbrl-bound`` does."""
-    from mbrl_bound_plugin.config import check_config
+    from mbrl_bound_plugin.config.composition import check_config
 
     for _, argv in sweep_commands(
         settings, list(settings.tasks), algorithms, 1, tmp_path, **kwargs
@@ -117,7 +122,7 @@ def test_bad_task_on_the_command_line_is_exit_2(tmp_path):
         [
             sys.executable,
             "-m",
-            "mbrl_bound_plugin.compare",
+            "mbrl_bound_plugin.cli.compare",
             "--quick",
             "--tasks",
             "nope",
@@ -164,7 +169,7 @@ def test_launcher_configs_resolve(launcher, target, lines, run_cli):
 def _dry_run(*args: str) -> list[list[str]]:
     """The `mbrl-bound` command lines `mbrl-bound-compare --dry-run ARGS` prints."""
     proc = subprocess.run(
-        [sys.executable, "-m", "mbrl_bound_plugin.compare", "--dry-run", *args],
+        [sys.executable, "-m", "mbrl_bound_plugin.cli.compare", "--dry-run", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -197,7 +202,7 @@ def test_resumable_mbpo_runs_the_mbpo_arm_as_mbpo_resumable(tmp_path):
 
 
 def test_mbpo_resumable_composes_with_the_compare_settings(tmp_path):
-    from mbrl_bound_plugin.config import check_config
+    from mbrl_bound_plugin.config.composition import check_config
 
     settings = load_settings("benchmark")
     ((_, argv),) = sweep_commands(
@@ -265,7 +270,7 @@ def test_quick_compare_end_to_end(tmp_path: pathlib.Path):
         [
             sys.executable,
             "-m",
-            "mbrl_bound_plugin.compare",
+            "mbrl_bound_plugin.cli.compare",
             "--quick",
             "--out",
             str(out),

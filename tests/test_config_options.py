@@ -28,7 +28,7 @@ from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_bound_conf_dir,
     mbrl_examples_conf_dir,
 )
-from mbrl_bound_plugin.config import compose, group_options, quiet_config_warnings
+from mbrl_bound_plugin.config.composition import compose, group_options, quiet_config_warnings
 from mbrl_bound_plugin.errors import UsageError
 
 

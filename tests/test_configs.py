@@ -17,15 +17,15 @@ from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import (
     mbrl_bound_conf_dir,
     mbrl_examples_conf_dir,
 )
-from mbrl_bound_plugin.agent import BoundSACAgent
-from mbrl_bound_plugin.config import (
+from mbrl_bound_plugin.config.composition import (
     REQUIRED_OVERRIDES,
     check_config,
     complete_config,
     group_options,
 )
-from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.errors import UsageError
+from mbrl_bound_plugin.models.discriminator import Discriminator
+from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 
 CONF = mbrl_bound_conf_dir()
 SHIPPED_OVERRIDES = sorted(p.stem for p in (CONF / "overrides").glob("*.yaml"))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from mbrl_bound_plugin.discriminator import Discriminator, check_settings
+from mbrl_bound_plugin.models.discriminator import Discriminator, check_settings
 
 SHIPPED_YAML = (
     pathlib.Path(__file__).resolve().parent.parent / "conf" / "discriminator" / "mlp.yaml"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mbrl_bound_plugin.envs import (
+from mbrl_bound_plugin.env.factory import (
     CartPoleContinuous,
     box_space,
     make_env,

@@ -48,7 +48,7 @@ def test_wheel_install_in_a_fresh_venv(tmp_path: pathlib.Path):
         text=True,
     )
     assert job.returncode == 0, job.stderr[-2000:]
-    assert "mbrl_bound_plugin.model.BoundTransitionRewardModel" in job.stdout
+    assert "mbrl_bound_plugin.models.model_wrapper.BoundTransitionRewardModel" in job.stdout
     assert "gym___InvertedPendulum-v5" in job.stdout
 
     # mbrl's own main.yaml, composed by plain Hydra in that venv, sees the plugin

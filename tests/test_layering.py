@@ -14,14 +14,14 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 def test_the_training_code_does_not_import_the_command():
     proc = _python(
-        "import sys, mbrl_bound_plugin.algorithm, mbrl_bound_plugin.run\n"
+        "import sys, mbrl_bound_plugin.algorithms.bound, mbrl_bound_plugin.algorithms.bound_run\n"
         "print(sorted(m for m in sys.modules if m.startswith('mbrl_bound_plugin')))"
     )
     assert proc.returncode == 0, proc.stderr
     loaded = eval(proc.stdout)
-    assert "mbrl_bound_plugin.algorithm" in loaded
-    assert "mbrl_bound_plugin.cli" not in loaded
-    assert "mbrl_bound_plugin.compare" not in loaded
+    assert "mbrl_bound_plugin.algorithms.bound" in loaded
+    assert "mbrl_bound_plugin.cli.main" not in loaded
+    assert "mbrl_bound_plugin.cli.compare" not in loaded
 
 
 def test_importing_the_package_changes_no_warning_filter():
@@ -31,7 +31,9 @@ def test_importing_the_package_changes_no_warning_filter():
         "import mbrl.algorithms.mbpo, mbrl.algorithms.pets, pandas, scipy.stats\n"
         "before = list(warnings.filters)\n"
         "import mbrl_bound_plugin\n"
-        "from mbrl_bound_plugin import algorithm, cli, compare, config, report, run, tabular\n"
+        "from mbrl_bound_plugin import algorithms, cli, config, report, tabular\n"
+        "import mbrl_bound_plugin.algorithms.bound, mbrl_bound_plugin.cli.main\n"
+        "import mbrl_bound_plugin.cli.compare, mbrl_bound_plugin.report.report\n"
         "mbrl_bound_plugin.compose(['algorithm=bound', 'overrides=mbpo_inv_pendulum_v5'])\n"
         "print(before == list(warnings.filters))"
     )
@@ -69,7 +71,9 @@ def test_without_mbrl_the_api_names_the_install_line(code):
 
 
 def test_without_mbrl_the_command_says_one_line():
-    proc = _python(BLOCK_MBRL + "from mbrl_bound_plugin.cli import main; main(['algorithm=bound'])")
+    proc = _python(
+        BLOCK_MBRL + "from mbrl_bound_plugin.cli.main import main; main(['algorithm=bound'])"
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "mbrl-bound: error: mbrl-bound needs mbrl-lib: pip install --no-deps mbrl==0.2.0 "
@@ -86,7 +90,7 @@ def test_without_mbrl_the_tabular_module_still_works():
 def test_the_report_does_not_import_torch():
     # mbrl-bound-report reads CSV files; torch would add seconds to its start-up
     proc = _python(
-        "import sys, mbrl_bound_plugin.report, mbrl_bound_plugin.maze\n"
+        "import sys, mbrl_bound_plugin.report.report, mbrl_bound_plugin.env.maze\n"
         "print('torch' in sys.modules)"
     )
     assert proc.returncode == 0, proc.stderr

@@ -18,8 +18,8 @@ from gymnasium.utils.env_checker import check_env
 from omegaconf import OmegaConf
 
 import mbrl_bound_plugin as mbb
-from mbrl_bound_plugin import maze
-from mbrl_bound_plugin.maze import (
+from mbrl_bound_plugin.env import maze
+from mbrl_bound_plugin.env.maze import (
     ENV_ID,
     GAP_LOW,
     GOAL,
@@ -267,7 +267,7 @@ def test_overrides_have_the_keys_of_their_reference(ours, reference):
     mine = OmegaConf.load(OVERRIDES / f"{ours}.yaml")
     theirs = OmegaConf.load(OVERRIDES / f"{reference}.yaml")
     assert set(mine) == set(theirs)
-    assert mine.env == f"gym___{ENV_ID}" and mine.term_fn == "mbrl_bound_plugin.maze.point_maze"
+    assert mine.env == f"gym___{ENV_ID}" and mine.term_fn == "mbrl_bound_plugin.env.maze.point_maze"
 
 
 @pytest.mark.parametrize(
@@ -308,7 +308,9 @@ def test_a_tiny_bound_run_in_bound_mode_with_reward_floor_zero(tmp_path, one_tor
 
 
 def test_importing_envs_registers_the_maze():
-    code = f"import gymnasium, mbrl_bound_plugin.envs; print({ENV_ID!r} in gymnasium.registry)"
+    code = (
+        f"import gymnasium, mbrl_bound_plugin.env.factory; print({ENV_ID!r} in gymnasium.registry)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "True", proc.stderr[-2000:]
 

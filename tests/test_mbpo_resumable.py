@@ -18,10 +18,10 @@ import torch
 from conftest import TINY_MBPO
 
 from mbrl_bound_plugin import compose
-from mbrl_bound_plugin.agent import BoundSACAgent
-from mbrl_bound_plugin.algorithm import train
-from mbrl_bound_plugin.checkpoint import list_checkpoints
-from mbrl_bound_plugin.envs import make_env
+from mbrl_bound_plugin.algorithms.bound import train
+from mbrl_bound_plugin.env.factory import make_env
+from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
+from mbrl_bound_plugin.util.checkpoint import list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -74,8 +74,8 @@ def test_with_a_bound_term_on_the_logs_differ(tmp_path, mbrl_run):
 
 
 def test_no_discriminator_is_built_or_fitted(tmp_path, monkeypatch, mbrl_run):
-    import mbrl_bound_plugin.algorithm as algorithm
-    import mbrl_bound_plugin.run as run_module
+    import mbrl_bound_plugin.algorithms.bound as algorithm
+    import mbrl_bound_plugin.algorithms.bound_run as run_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("discriminator work with both bound terms off")
@@ -117,7 +117,7 @@ def test_killed_mid_epoch_it_resumes_to_the_same_logs(tmp_path, mbrl_run):
 def test_bound_arms_explore_the_same_transitions_as_mbpo(algorithm, tmp_path):
     """Same seed, same initial exploration data and initial SAC: the discriminator's
     initialization does not draw from torch's global generator."""
-    from mbrl_bound_plugin.run import BoundRun
+    from mbrl_bound_plugin.algorithms.bound_run import BoundRun
 
     explored = {}
     for name in ("mbpo_resumable", algorithm):

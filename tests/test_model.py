@@ -8,8 +8,8 @@ from mbrl.types import TransitionBatch
 from mbrl.util.replay_buffer import BootstrapIterator
 from omegaconf import OmegaConf
 
-from mbrl_bound_plugin.discriminator import Discriminator
-from mbrl_bound_plugin.model import BOUND_STATS, BoundTransitionRewardModel
+from mbrl_bound_plugin.models.discriminator import Discriminator
+from mbrl_bound_plugin.models.model_wrapper import BOUND_STATS, BoundTransitionRewardModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mbrl_bound_plugin import report, wall_time
 from mbrl_bound_plugin.errors import ReportError
-from mbrl_bound_plugin.report import RunFolderWarning
+from mbrl_bound_plugin.report import report
+from mbrl_bound_plugin.report.report import RunFolderWarning
+from mbrl_bound_plugin.util import wall_time
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK = "InvertedPendulum-v5"
@@ -368,7 +369,7 @@ def test_no_runs_is_an_error(tmp_path: pathlib.Path) -> None:
 
 
 def run_cli(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mbrl_bound_plugin.report", *args]
+    cmd = [sys.executable, "-m", "mbrl_bound_plugin.report.report", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 

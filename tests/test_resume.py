@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import TINY_BOUND, TINY_MBPO
 
-from mbrl_bound_plugin.checkpoint import list_checkpoints, load_checkpoint
+from mbrl_bound_plugin.util.checkpoint import list_checkpoints, load_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_bound_plugin import run_state
-from mbrl_bound_plugin.discriminator import Discriminator
-from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+from mbrl_bound_plugin.models.discriminator import Discriminator
+from mbrl_bound_plugin.util import state as run_state
+from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -21,8 +21,8 @@ import sys
 import pytest
 from conftest import TINY_BOUND
 
-from mbrl_bound_plugin import report
-from mbrl_bound_plugin.checkpoint import list_checkpoints, load_checkpoint
+from mbrl_bound_plugin.report import report
+from mbrl_bound_plugin.util.checkpoint import list_checkpoints, load_checkpoint
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 pytestmark = pytest.mark.slow

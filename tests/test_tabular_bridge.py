@@ -2,7 +2,7 @@
 
 On the ``bound-tracking`` grid both ``p`` and a fixed model ``q`` are tables, so the
 log-ratio ``log p(s'|s,a) - log q(s'|s,a)`` that the deep algorithm estimates with
-:class:`~mbrl_bound_plugin.discriminator.Discriminator` is known exactly. The test trains
+:class:`~mbrl_bound_plugin.models.discriminator.Discriminator` is known exactly. The test trains
 the discriminator on one-hot ``(s, a, s')`` samples (real ``s' ~ p``, model ``s' ~ q`` at
 the same rows, as in deep algorithm step 1) and checks that its logits recover the exact
 log-ratio on every visited transition, that they do so far better than before training and
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_bound_plugin.discriminator import Discriminator
+from mbrl_bound_plugin.models.discriminator import Discriminator
 from mbrl_bound_plugin.tabular import bound_tracking_gridworld, kl_divergence
 
 SEED = 0

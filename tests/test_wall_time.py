@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from mbrl_bound_plugin import wall_time
 from mbrl_bound_plugin.errors import NumericalError, RunInterrupted
+from mbrl_bound_plugin.util import wall_time
 
 
 def _rows(path: pathlib.Path) -> list[dict[str, str]]:

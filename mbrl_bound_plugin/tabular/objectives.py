@@ -39,7 +39,7 @@ def exact_augmented_reward(
       policy under it at the start state is the bound ``L(pi, q)``.
     - ``"vmbpo"``: ``r - KL`` (no log).
 
-    The tabular counterpart of the deep :func:`mbrl_bound_plugin.bound.augmented_reward`:
+    The tabular counterpart of the deep :func:`mbrl_bound_plugin.objective.augmented_reward`:
     the discriminator's logit ``log p/q`` is replaced by its exact expectation under ``q``,
     ``-KL(q || p)``.
 

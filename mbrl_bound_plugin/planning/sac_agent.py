@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from mbrl.planning.sac_wrapper import SACAgent
 
-from mbrl_bound_plugin import bound, run_state
+from mbrl_bound_plugin import objective
 from mbrl_bound_plugin.errors import NumericalError
-from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+from mbrl_bound_plugin.util import state as run_state
+from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 # weight of the newest batch in the running moments of the model rewards
 _SCALE_MOMENTUM = 0.01
@@ -56,7 +57,7 @@ class BoundSACAgent(SACAgent):
     ``warmup_epochs`` epochs. :meth:`ratio_term` is the one definition of this term: the
     model step reads it too. Every SAC batch of model transitions is relabelled with the
     discriminator given to :meth:`set_discriminator`, i.e. the current one: from a
-    :class:`~mbrl_bound_plugin.scored_buffer.ScoredReplayBuffer`, with the logits it
+    :class:`~mbrl_bound_plugin.util.replay_buffer.ScoredReplayBuffer`, with the logits it
     stores (kept equal to :meth:`logits` by whoever owns the buffer); from another buffer,
     by calling it. Batches of real transitions get ``f(r)`` only (their log-ratio is
     ``log p/p = 0``).
@@ -90,7 +91,7 @@ class BoundSACAgent(SACAgent):
         policy_ratio: bool = True,
     ):
         super().__init__(sac_agent)
-        bound.check_reward_settings(mode, gamma, lam, clip, reward_floor, scale, warmup_epochs)
+        objective.check_reward_settings(mode, gamma, lam, clip, reward_floor, scale, warmup_epochs)
         self.mode = mode
         self.lam = lam
         self.clip = clip
@@ -114,7 +115,7 @@ class BoundSACAgent(SACAgent):
     def uses_ratio(self) -> bool:
         """Whether SAC's reward has a ratio term at all (``policy_ratio``, and mode
         ``bound`` or ``lam != 0``)."""
-        return self.policy_ratio and bound.ratio_weight(self.mode, self.lam) != 0.0
+        return self.policy_ratio and objective.ratio_weight(self.mode, self.lam) != 0.0
 
     @property
     def changes_reward(self) -> bool:
@@ -148,11 +149,11 @@ class BoundSACAgent(SACAgent):
 
     def ratio_weight(self) -> float:
         """``w``: ``lam`` (1 in mode ``bound``) times the ratio scale and the warm-up."""
-        return bound.ratio_weight(self.mode, self.lam) * self._ratio_factor()
+        return objective.ratio_weight(self.mode, self.lam) * self._ratio_factor()
 
     def ratio_term(self, logit: torch.Tensor) -> torch.Tensor:
         """``w * c * tanh(logit / c)``, the log-ratio term both players maximize."""
-        return bound.ratio_term(logit, self.ratio_weight(), self.clip)
+        return objective.ratio_term(logit, self.ratio_weight(), self.clip)
 
     def _track_reward_moments(self, reward: torch.Tensor) -> None:
         batch = (reward.mean().item(), reward.pow(2).mean().item())
@@ -241,7 +242,7 @@ class BoundSACAgent(SACAgent):
     def check_real_rewards(self, rewards: float | np.ndarray) -> None:
         """Refuses real rewards at or below the floor in ``bound`` mode."""
         if self.mode == "bound":
-            bound.check_rewards_above_floor(torch.as_tensor(rewards), self.reward_floor)
+            objective.check_rewards_above_floor(torch.as_tensor(rewards), self.reward_floor)
 
     def augmented_reward(
         self,
@@ -284,7 +285,7 @@ class BoundSACAgent(SACAgent):
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.
             reward_t = reward_t.clamp_min(self.reward_floor + 1e-6)
-        rt = bound.augmented_reward(
+        rt = objective.augmented_reward(
             reward_t,
             logit,
             self.mode,

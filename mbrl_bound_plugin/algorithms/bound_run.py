@@ -4,7 +4,7 @@
 the model and its trainer, the model environment, the replay buffer and SAC's rollout
 buffer, the logger and the random generators, plus what the bound adds (the
 discriminator, its statistics) and the counters. The training loop,
-:func:`mbrl_bound_plugin.algorithm.train`, reads and advances it; a checkpoint is
+:func:`mbrl_bound_plugin.algorithms.bound.train`, reads and advances it; a checkpoint is
 ``run.state_dict()`` (PyTorch's convention), and a resumed run is a fresh ``BoundRun``
 given that state with :meth:`BoundRun.load_state_dict`.
 """
@@ -34,12 +34,12 @@ import omegaconf
 import torch
 from mbrl.third_party.pytorch_sac import VideoRecorder
 
-from mbrl_bound_plugin import run_state
-from mbrl_bound_plugin.agent import BoundSACAgent
-from mbrl_bound_plugin.discriminator import Discriminator
 from mbrl_bound_plugin.errors import NumericalError, UsageError
-from mbrl_bound_plugin.model import BoundTransitionRewardModel
-from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+from mbrl_bound_plugin.models.discriminator import Discriminator
+from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
+from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
+from mbrl_bound_plugin.util import state as run_state
+from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 # the discriminator step's diagnostics, as logged in results.csv (held-out rows)
 DISC_STATS = (

@@ -1,14 +1,14 @@
 """``state_dict`` / ``load_state_dict`` for the mbrl objects a run owns, and its random streams.
 
 PyTorch's convention, ``obj.state_dict()`` and ``obj.load_state_dict(state)``, is how
-every part of a :class:`~mbrl_bound_plugin.run.BoundRun` is saved. This package's own
-classes have those methods (the discriminator and model are ``nn.Module``; the agent
+every part of a :class:`~mbrl_bound_plugin.algorithms.bound_run.BoundRun` is saved. This
+package's own classes have those methods (the discriminator and model are ``nn.Module``; the agent
 defines them). mbrl's replay buffer, logger and SAC have none, and mbrl's ``save`` methods
 keep weights and transitions but not what continuing a run needs (optimizer moments, the
 entropy temperature, the buffers' write positions and generators, the CSV logs), so
 :func:`state_dict` and :func:`load_state_dict` here provide them, dispatching on the
 object's type. :class:`RandomStreams` does the same for every random generator a run
-draws from. Files are :mod:`mbrl_bound_plugin.checkpoint`'s business.
+draws from. Files are :mod:`mbrl_bound_plugin.util.checkpoint`'s business.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 from mbrl.util.logger import AverageMeter
 
-from mbrl_bound_plugin.scored_buffer import ScoredReplayBuffer
+from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 
 @functools.singledispatch

@@ -24,7 +24,7 @@ import omegaconf
 import torch
 from hydra._internal.utils import _locate
 
-from mbrl_bound_plugin import maze
+from mbrl_bound_plugin.env import maze
 from mbrl_bound_plugin.errors import UsageError, first_line
 
 maze.register()
@@ -141,7 +141,7 @@ def _term_fn(name: str) -> Callable:
             raise UsageError(
                 f"overrides.term_fn={name!r} is no function of mbrl.env.termination_fns; "
                 f"{_did_you_mean(name, names)}use one of {', '.join(names)}, or the dotted path "
-                "of your own (e.g. mbrl_bound_plugin.envs.mountain_car_continuous)"
+                "of your own (e.g. mbrl_bound_plugin.env.factory.mountain_car_continuous)"
             )
     if not callable(fn):
         raise UsageError(f"overrides.term_fn={name!r} is not a function")
@@ -245,7 +245,7 @@ def make_env(
     gymnasium 1.x:
 
     - ``overrides.term_fn`` may be a dotted path to any function (e.g.
-      ``mbrl_bound_plugin.envs.mountain_car_continuous``), not only a name in
+      ``mbrl_bound_plugin.env.factory.mountain_car_continuous``), not only a name in
       ``mbrl.env.termination_fns``;
     - ``cartpole_continuous`` is built with :class:`CartPoleContinuous`;
     - bad input (an unknown gymnasium id or env name, a ``_target_`` or function that

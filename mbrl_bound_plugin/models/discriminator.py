@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mbrl_bound_plugin import bound
+from mbrl_bound_plugin import objective
 
 # how many of the final training steps ``disc_loss`` averages over
 _LOSS_WINDOW = 10
@@ -239,7 +239,7 @@ class Discriminator(nn.Module):
         if self.grad_penalty > 0.0:
             real = real.detach().requires_grad_(True)
         real_logits = self._logits(real)
-        loss = bound.logistic_loss(real_logits, self._logits(fake))
+        loss = objective.logistic_loss(real_logits, self._logits(fake))
         if self.grad_penalty > 0.0:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             loss = loss + 0.5 * self.grad_penalty * grad.pow(2).sum(-1).mean()
@@ -252,11 +252,11 @@ class Discriminator(nn.Module):
         self.eval()
         real_logits, model_logits = self._logits(real), self._logits(fake)
         self.train(was_training)
-        calib = bound.calibration(real_logits, model_logits)
+        calib = objective.calibration(real_logits, model_logits)
         return {
-            "disc_logloss": bound.logistic_loss(real_logits, model_logits).item(),
-            "disc_accuracy": bound.balanced_accuracy(real_logits, model_logits).item(),
-            "kl_estimate": bound.kl_estimate(model_logits).item(),
+            "disc_logloss": objective.logistic_loss(real_logits, model_logits).item(),
+            "disc_accuracy": objective.balanced_accuracy(real_logits, model_logits).item(),
+            "kl_estimate": objective.kl_estimate(model_logits).item(),
             **{k: v.item() for k, v in calib.items()},
         }
 
@@ -282,7 +282,7 @@ class Discriminator(nn.Module):
     ) -> dict[str, float]:
         """Discriminator step: real `(obs, act, next_obs)` vs model `(obs, act, model_next_obs)`.
 
-        Minimizes ``bound.logistic_loss`` (deep algorithm, step 1) with up to
+        Minimizes ``objective.logistic_loss`` (deep algorithm, step 1) with up to
         ``num_updates`` Adam steps. Each step takes ``batch_size`` training rows (all of
         them when there are fewer) and uses both their real and their model next
         observation, so real and model transitions come at the same ``(s, a)`` and in
@@ -304,7 +304,7 @@ class Discriminator(nn.Module):
             ``disc_accuracy``: held-out balanced accuracy (0.5 = indistinguishable);
             ``kl_estimate``: ``-mean`` held-out logit at model transitions, estimating
             ``KL(q || p)``;
-            ``exp_logit_model`` and ``exp_neglogit_real``: :func:`bound.calibration` on
+            ``exp_logit_model`` and ``exp_neglogit_real``: :func:`objective.calibration` on
             the held-out rows (both 1 for a calibrated log-ratio);
             ``disc_updates``: Adam steps taken; ``disc_batch_size``: rows per step.
 

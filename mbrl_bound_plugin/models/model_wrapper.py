@@ -23,7 +23,7 @@ import mbrl.util.math
 import torch
 from torch import nn
 
-from mbrl_bound_plugin import bound
+from mbrl_bound_plugin import objective
 
 DiscriminatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
@@ -78,7 +78,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             estimate of the term's mean at a fraction of its cost (the critics' forward
             and backward passes). ``None``: every row. Must be ``>= 1``.
         clamp_value: clamp ``V(ŝ')`` to the range of ``V`` over the same rows' real,
-            non-terminal next states (``bound.value_bounds``), so that the model gains
+            non-terminal next states (``objective.value_bounds``), so that the model gains
             nothing by moving ``ŝ'`` to where the critic only extrapolates. Off by
             default: where the model step ran away it did not stop it
             (``docs/maze.md``).
@@ -95,7 +95,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         clamp_value: bool = False,
         **kwargs: Any,
     ):
-        bound.check_model_settings(beta, bound_batch_size, clamp_value)
+        objective.check_model_settings(beta, bound_batch_size, clamp_value)
         super().__init__(model, **kwargs)
         self.beta = float(beta)
         self.bound_batch_size = None if bound_batch_size is None else int(bound_batch_size)
@@ -262,7 +262,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
             real_obs, real_done = self._bound_rows(*real_next)
             with torch.no_grad():
                 real_value = _match_trailing_one(value_fn(real_obs), real_obs.shape[:-1])
-            bounds = bound.value_bounds(real_value, real_done.squeeze(-1))
+            bounds = objective.value_bounds(real_value, real_done.squeeze(-1))
         next_obs = self._next_obs(mean, logvar, obs)  # ŝ' ~ q, reparameterized
         obs_b = obs.expand_as(next_obs)
         act_b = act.expand(*next_obs.shape[:-1], act.shape[-1])
@@ -276,7 +276,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
                     act_b.reshape(-1, act_b.shape[-1]), next_obs.reshape(-1, next_obs.shape[-1])
                 )
             done = flat.reshape(logit.shape)
-        term = bound.model_bound_term(ratio, value, self._gamma, done, bounds)
+        term = objective.model_bound_term(ratio, value, self._gamma, done, bounds)
         clamped = torch.zeros_like(term, dtype=torch.bool)
         if bounds is not None:  # (a terminal sample's value counts 0 anyway: not clamped)
             clamped = (value.detach() < bounds[0]) | (value.detach() > bounds[1])

@@ -548,16 +548,16 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
     """The bound's own settings (``algorithm=bound`` and ``mbpo_resumable``).
 
     The checks the bound's classes make when a run builds them, for the model step
-    (:func:`mbrl_bound_plugin.bound.check_model_settings`), the augmented reward
-    (:func:`mbrl_bound_plugin.bound.check_reward_settings`) and the discriminator
-    (:func:`mbrl_bound_plugin.discriminator.check_settings`), made on the config alone.
+    (:func:`mbrl_bound_plugin.objective.check_model_settings`), the augmented reward
+    (:func:`mbrl_bound_plugin.objective.check_reward_settings`) and the discriminator
+    (:func:`mbrl_bound_plugin.models.discriminator.check_settings`), made on the config alone.
     ``reward_floor`` against the task's rewards is checked when the run has explored.
     """
-    from mbrl_bound_plugin import bound
+    from mbrl_bound_plugin import objective
 
     wrapper = cfg.algorithm.model_wrapper
     try:
-        bound.check_model_settings(
+        objective.check_model_settings(
             wrapper.get("beta", 0.0),
             wrapper.get("bound_batch_size"),
             wrapper.get("clamp_value", False),
@@ -566,7 +566,7 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
         raise UsageError(f"algorithm.model_wrapper: {first_line(e)}") from e
     agent = cfg.algorithm.bound_agent
     try:
-        bound.check_reward_settings(
+        objective.check_reward_settings(
             agent.get("mode", "scaled"),
             agent.get("gamma", 0.99),
             agent.get("lam", 0.1),
@@ -586,7 +586,7 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
 
 
 def _check_discriminator(cfg: omegaconf.DictConfig) -> None:
-    """``discriminator.*`` (:func:`mbrl_bound_plugin.discriminator.check_settings`).
+    """``discriminator.*`` (:func:`mbrl_bound_plugin.models.discriminator.check_settings`).
 
     The sizes come from the environment and the device is checked with the run's own, so
     neither is checked here.
@@ -594,7 +594,7 @@ def _check_discriminator(cfg: omegaconf.DictConfig) -> None:
     node = cfg.get("discriminator")
     if node is None:
         return
-    from mbrl_bound_plugin.discriminator import check_settings
+    from mbrl_bound_plugin.models.discriminator import check_settings
 
     settings = {
         key: node[key]
@@ -686,7 +686,7 @@ def replay_buffer_capacity(cfg: omegaconf.DictConfig) -> int | None:
       then whole epochs of ``epoch_length`` steps until ``num_steps`` are reached;
     - PETS: ``initial_exploration_steps`` (``trial_length``), then episodes until
       ``num_steps`` are reached; the last may run past it by up to an episode's
-      length minus one (:func:`mbrl_bound_plugin.envs.episode_limit`).
+      length minus one (:func:`mbrl_bound_plugin.env.factory.episode_limit`).
 
     Args:
         cfg: a checked configuration (:func:`check_config`).
@@ -700,7 +700,7 @@ def replay_buffer_capacity(cfg: omegaconf.DictConfig) -> int | None:
         steps = math.ceil(cfg.overrides.num_steps / epoch) * epoch
         return cfg.algorithm.initial_exploration_steps + steps
     if name == "pets":
-        from mbrl_bound_plugin.envs import episode_limit
+        from mbrl_bound_plugin.env.factory import episode_limit
 
         limit = episode_limit(cfg)
         overshoot = limit - 1 if limit else 0
@@ -815,7 +815,7 @@ def compose(overrides: Sequence[str] = ()) -> omegaconf.DictConfig:
     Composes ``conf/main.yaml`` with the given overrides on the command's search path
     (this package's configs, then mbrl's own ``examples/conf``), resolves ``device:
     auto``, makes the command's checks (:func:`check_config`, and
-    :func:`mbrl_bound_plugin.envs.check_env` for the environment) and fills in what
+    :func:`mbrl_bound_plugin.env.factory.check_env` for the environment) and fills in what
     mbrl would choose badly (:func:`complete_config`). The ``hydra`` node is left out.
 
     Args:
@@ -830,7 +830,7 @@ def compose(overrides: Sequence[str] = ()) -> omegaconf.DictConfig:
         UsageError: a sweep, an unknown group choice or key (with the closest key), an
             override Hydra refuses, or a configuration the chosen algorithm cannot run.
     """
-    from mbrl_bound_plugin.envs import check_env
+    from mbrl_bound_plugin.env.factory import check_env
 
     parsed = parse_overrides(overrides)
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]

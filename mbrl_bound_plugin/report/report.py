@@ -8,7 +8,7 @@ next to Hydra's ``.hydra/config.yaml``: single runs, multirun sweeps ``0/``, ``1
   the return curve, the number of seeds, the mean, the interquartile mean and an
   interval; the paired difference of each algorithm against ``mbpo``, seed by seed; on
   tasks with a success threshold, success rates; the wall and CPU time per run, from
-  the runs' ``wall_time.csv`` (:mod:`mbrl_bound_plugin.wall_time`); and the list of runs;
+  the runs' ``wall_time.csv`` (:mod:`mbrl_bound_plugin.util.wall_time`); and the list of runs;
 - ``curves.png``: return against environment steps, one line and band per algorithm,
   one panel per task;
 - ``bound_diagnostics.png``: ``disc_accuracy`` and ``kl_estimate`` against environment
@@ -44,7 +44,7 @@ differences (resampling the seeds' differences is the paired bootstrap), and how
 seeds the algorithm wins, ties and loses.
 
 Success (tasks in :data:`SUCCESS_THRESHOLDS`): an episode succeeds when its return
-exceeds the task's threshold. On the maze (``mbrl_bound_plugin.maze``) an episode lasts
+exceeds the task's threshold. On the maze (``mbrl_bound_plugin.env.maze``) an episode lasts
 ``MAX_EPISODE_STEPS`` = 150 steps and never terminates; a step pays ``GOAL_REWARD`` = 1
 inside the goal disc and ``STEP_REWARD`` = 0.01 elsewhere, so an episode that never
 reaches the goal returns 1.5 and one that reaches it at least once returns at least
@@ -73,8 +73,9 @@ import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
-from mbrl_bound_plugin import maze, wall_time
+from mbrl_bound_plugin.env import maze
 from mbrl_bound_plugin.errors import STOPPED_FILE, ReportError
+from mbrl_bound_plugin.util import wall_time
 
 PROG = "mbrl-bound-report"
 
@@ -164,7 +165,7 @@ class Run:
         stopped: why the run stopped before its budget, from its ``stopped.txt``
             (written by ``mbrl-bound`` on a NaN or inf); ``""`` if it did not.
         cost: its wall and CPU time, summed over the sessions of its ``wall_time.csv``
-            (:func:`mbrl_bound_plugin.wall_time.read`); ``None`` without one (a run
+            (:func:`mbrl_bound_plugin.util.wall_time.read`); ``None`` without one (a run
             made by an older version, or not by the ``mbrl-bound`` command).
     """
 

@@ -11,8 +11,8 @@ over the target (``os.replace``, atomic on POSIX), so a kill at any point leaves
 the old set of checkpoints or the new one, never a partial ``.ckpt``. Reading checks the
 magic line, the length and the digest before unpickling, so a truncated or altered file
 is refused instead of half-loaded. The payload is ``{"meta": ..., "run": run.state_dict()}``:
-what a run holds is :class:`~mbrl_bound_plugin.run.BoundRun`'s business. This module knows
-files, which checkpoint a run may continue from (:func:`find_resume_checkpoint`,
+what a run holds is
+:class:`~mbrl_bound_plugin.algorithms.bound_run.BoundRun`'s business. This module knows files, which checkpoint a run may continue from (:func:`find_resume_checkpoint`,
 :func:`check_resumable`), when a signal asks for one (:class:`SignalWatch`: SIGTERM, and
 the signal that submitit and SLURM's ``--signal`` send ahead of a time limit or a
 preemption, USR2 by default), and puts them together in :class:`Checkpointer`, the one
@@ -48,7 +48,7 @@ from mbrl_bound_plugin.errors import (
 )
 
 if TYPE_CHECKING:
-    from mbrl_bound_plugin.run import BoundRun
+    from mbrl_bound_plugin.algorithms.bound_run import BoundRun
 
 MAGIC = b"MBRL-BOUND-CHECKPOINT"
 FORMAT_VERSION = 3  # 2: the payload is {"meta", "run": BoundRun.state_dict()}; 3: calibrated bound

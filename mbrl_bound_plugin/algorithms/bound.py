@@ -5,8 +5,8 @@ Read :func:`train` beside ``docs/algorithm.md`` ("The deep algorithm") and besid
 branched model rollouts, SAC on the rollouts, evaluation at each epoch end) with three
 marked steps: (1) a discriminator step after each model training, (2) the bound term in
 the model loss, (3) SAC on the augmented reward. What the run owns lives in
-:class:`~mbrl_bound_plugin.run.BoundRun`; when it saves itself, in
-:class:`~mbrl_bound_plugin.checkpoint.Checkpointer`.
+:class:`~mbrl_bound_plugin.algorithms.bound_run.BoundRun`; when it saves itself, in
+:class:`~mbrl_bound_plugin.util.checkpoint.Checkpointer`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import omegaconf
 import torch
 import tqdm
 
-from mbrl_bound_plugin.checkpoint import Checkpointer
-from mbrl_bound_plugin.config import resolve_device
-from mbrl_bound_plugin.discriminator import Discriminator
-from mbrl_bound_plugin.run import BoundRun
+from mbrl_bound_plugin.algorithms.bound_run import BoundRun
+from mbrl_bound_plugin.config.composition import resolve_device
+from mbrl_bound_plugin.models.discriminator import Discriminator
+from mbrl_bound_plugin.util.checkpoint import Checkpointer
 
 
 def discriminator_step(

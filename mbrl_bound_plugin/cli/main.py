@@ -28,8 +28,8 @@ from hydra.core.override_parser.types import Override
 from hydra.types import RunMode
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
-from mbrl_bound_plugin import require_mbrl, wall_time
-from mbrl_bound_plugin.config import (
+from mbrl_bound_plugin import require_mbrl
+from mbrl_bound_plugin.config.composition import (
     check_config,
     check_group_choices,
     complete_config,
@@ -47,6 +47,7 @@ from mbrl_bound_plugin.errors import (
     RunInterrupted,
     UsageError,
 )
+from mbrl_bound_plugin.util import wall_time
 
 
 def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
@@ -84,7 +85,7 @@ def preflight(argv: Sequence[str]) -> None:
     - a single run's configuration is composed and checked in full, exactly as
       :func:`mbrl_bound_plugin.compose` does (the same ``UsageError`` for the same input);
     - a ``-m`` sweep is expanded into its jobs as Hydra's basic sweeper does
-      (:func:`mbrl_bound_plugin.config.sweep_jobs`: every job, or one job per swept
+      (:func:`mbrl_bound_plugin.config.composition.sweep_jobs`: every job, or one job per swept
       value beyond ``MAX_CHECKED_JOBS`` jobs), and each job's configuration is composed
       and checked before any job is launched (a composition costs well under 0.1 s).
       Sweeps that another sweeper expands (``hydra/sweeper=...``, ``interval(...)``)
@@ -165,7 +166,7 @@ def run(cfg: omegaconf.DictConfig) -> float:
     Returns:
         What the algorithm's ``train`` returns (its best episode or evaluation return).
     """
-    from mbrl_bound_plugin.envs import make_env
+    from mbrl_bound_plugin.env.factory import make_env
 
     cfg.device = resolve_device(cfg.device)
     check_config(cfg, HydraConfig.get().runtime.choices)
@@ -190,7 +191,7 @@ def run(cfg: omegaconf.DictConfig) -> float:
 
         result = planet.train(env, cfg, work_dir=work_dir)
     else:
-        from mbrl_bound_plugin.algorithm import train
+        from mbrl_bound_plugin.algorithms.bound import train
 
         test_env, *_ = make_env(cfg)
         result = train(env, test_env, term_fn, cfg, work_dir=work_dir)
@@ -209,7 +210,7 @@ def _task(cfg: omegaconf.DictConfig) -> float:
     A run stopped by a NaN or inf exits with code 1 on its own; in a sweep it returns NaN
     instead, so that the sweep's other jobs (other seeds) still run: its ``stopped.txt``
     says it stopped. However the run ends, its ``wall_time.csv`` gets a row
-    (:mod:`mbrl_bound_plugin.wall_time`).
+    (:mod:`mbrl_bound_plugin.util.wall_time`).
     """
     stopped = pathlib.Path(STOPPED_FILE)  # (the run's folder is the working directory)
     stopped.unlink(missing_ok=True)  # a rerun or resume starts unmarked

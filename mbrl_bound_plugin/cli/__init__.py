@@ -1,0 +1,1 @@
+"""The commands: ``mbrl-bound`` (:mod:`.main`) and ``mbrl-bound-compare`` (:mod:`.compare`)."""

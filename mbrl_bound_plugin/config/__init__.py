@@ -1,0 +1,1 @@
+"""Configuration: Hydra composition, override parsing and the checks a run passes first."""

@@ -1,0 +1,1 @@
+"""Environments: the factory (mbrl's ``EnvHandler`` plus this package's tasks) and the maze."""

@@ -1,0 +1,1 @@
+"""Agents: :mod:`.sac_agent` is mbrl's SAC agent trained on the augmented reward."""

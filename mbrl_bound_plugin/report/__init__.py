@@ -1,0 +1,1 @@
+"""Reports on finished runs: read them, compute the statistics, write markdown and plots."""
