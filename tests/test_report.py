@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from mbrl_bound_plugin import report
 from mbrl_bound_plugin.errors import ReportError
-from mbrl_bound_plugin.report import report
-from mbrl_bound_plugin.report.report import RunFolderWarning
+from mbrl_bound_plugin.report import RunFolderWarning
+from mbrl_bound_plugin.report.cli import main
 from mbrl_bound_plugin.util import wall_time
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -368,30 +369,46 @@ def test_no_runs_is_an_error(tmp_path: pathlib.Path) -> None:
         report.find_runs(tmp_path / "only_empty")
 
 
-def run_cli(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mbrl_bound_plugin.report.report", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``mbrl-bound-report ARGS`` in this process: exit code, stdout, stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cli_writes_report_and_plots(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_cli_writes_report_and_plots(runs_dir: pathlib.Path, capsys) -> None:
     make_run(runs_dir / "empty", "mbpo", 9, "")
-    proc = run_cli(str(runs_dir), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.startswith("mbrl-bound-report: warning: skipped 1 run folder")
-    written = [pathlib.Path(p) for p in proc.stdout.split()]
+    code, out, err = run_cli(capsys, str(runs_dir))
+    assert code == 0, err
+    assert err.startswith("mbrl-bound-report: warning: skipped 1 run folder")
+    written = [pathlib.Path(p) for p in out.split()]
     names = ["report.md", "curves.png", "bound_diagnostics.png"]
     assert written == [runs_dir / n for n in names]
     assert is_png(runs_dir / "curves.png") and is_png(runs_dir / "bound_diagnostics.png")
     assert "**26.50**" in (runs_dir / "report.md").read_text()
 
 
-def test_cli_bad_dir_is_one_line_exit_2(tmp_path: pathlib.Path) -> None:
-    proc = run_cli(str(tmp_path / "missing"), cwd=tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+def test_cli_bad_dir_is_one_line_exit_2(tmp_path: pathlib.Path, capsys) -> None:
+    code, out, err = run_cli(capsys, str(tmp_path / "missing"))
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("mbrl-bound-report: error: ") and "does not exist" in lines[0]
-    assert proc.stdout == ""
+    assert out == ""
+
+
+def test_the_console_script_is_the_cli_module(tmp_path: pathlib.Path) -> None:
+    pyproject = (pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'mbrl-bound-report = "mbrl_bound_plugin.report.cli:main"' in pyproject
+    # python -m runs it too, and says nothing but the error
+    cmd = [sys.executable, "-m", "mbrl_bound_plugin.report.cli", str(tmp_path / "missing")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("mbrl-bound-report: error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------ AUC, intervals, pairs
