@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
-from mbrl_bound_plugin.report.report import area_under_curves, final_return, find_runs
+from mbrl_bound_plugin.report import area_under_curves, final_return, find_runs
 
 # what every compare run passes, not what a variant changes (another algorithm than
 # bound, e.g. MBPO as a reference, is shown)

@@ -33,7 +33,7 @@ def test_importing_the_package_changes_no_warning_filter():
         "import mbrl_bound_plugin\n"
         "from mbrl_bound_plugin import algorithms, cli, config, report, tabular\n"
         "import mbrl_bound_plugin.algorithms.bound, mbrl_bound_plugin.cli.main\n"
-        "import mbrl_bound_plugin.cli.compare, mbrl_bound_plugin.report.report\n"
+        "import mbrl_bound_plugin.cli.compare, mbrl_bound_plugin.report.cli\n"
         "mbrl_bound_plugin.compose(['algorithm=bound', 'overrides=mbpo_inv_pendulum_v5'])\n"
         "print(before == list(warnings.filters))"
     )
@@ -90,7 +90,7 @@ def test_without_mbrl_the_tabular_module_still_works():
 def test_the_report_does_not_import_torch():
     # mbrl-bound-report reads CSV files; torch would add seconds to its start-up
     proc = _python(
-        "import sys, mbrl_bound_plugin.report.report, mbrl_bound_plugin.env.maze\n"
+        "import sys, mbrl_bound_plugin.report.cli, mbrl_bound_plugin.env.maze\n"
         "print('torch' in sys.modules)"
     )
     assert proc.returncode == 0, proc.stderr

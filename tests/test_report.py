@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from mbrl_bound_plugin import report
 from mbrl_bound_plugin.errors import ReportError
-from mbrl_bound_plugin.report import report
-from mbrl_bound_plugin.report.report import RunFolderWarning
+from mbrl_bound_plugin.report import RunFolderWarning
+from mbrl_bound_plugin.report.cli import main
 from mbrl_bound_plugin.util import wall_time
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -368,30 +369,46 @@ def test_no_runs_is_an_error(tmp_path: pathlib.Path) -> None:
         report.find_runs(tmp_path / "only_empty")
 
 
-def run_cli(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mbrl_bound_plugin.report.report", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``mbrl-bound-report ARGS`` in this process: exit code, stdout, stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cli_writes_report_and_plots(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_cli_writes_report_and_plots(runs_dir: pathlib.Path, capsys) -> None:
     make_run(runs_dir / "empty", "mbpo", 9, "")
-    proc = run_cli(str(runs_dir), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.startswith("mbrl-bound-report: warning: skipped 1 run folder")
-    written = [pathlib.Path(p) for p in proc.stdout.split()]
+    code, out, err = run_cli(capsys, str(runs_dir))
+    assert code == 0, err
+    assert err.startswith("mbrl-bound-report: warning: skipped 1 run folder")
+    written = [pathlib.Path(p) for p in out.split()]
     names = ["report.md", "curves.png", "bound_diagnostics.png"]
     assert written == [runs_dir / n for n in names]
     assert is_png(runs_dir / "curves.png") and is_png(runs_dir / "bound_diagnostics.png")
     assert "**26.50**" in (runs_dir / "report.md").read_text()
 
 
-def test_cli_bad_dir_is_one_line_exit_2(tmp_path: pathlib.Path) -> None:
-    proc = run_cli(str(tmp_path / "missing"), cwd=tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+def test_cli_bad_dir_is_one_line_exit_2(tmp_path: pathlib.Path, capsys) -> None:
+    code, out, err = run_cli(capsys, str(tmp_path / "missing"))
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("mbrl-bound-report: error: ") and "does not exist" in lines[0]
-    assert proc.stdout == ""
+    assert out == ""
+
+
+def test_the_console_script_is_the_cli_module(tmp_path: pathlib.Path) -> None:
+    pyproject = (pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'mbrl-bound-report = "mbrl_bound_plugin.report.cli:main"' in pyproject
+    # python -m runs it too, and says nothing but the error
+    cmd = [sys.executable, "-m", "mbrl_bound_plugin.report.cli", str(tmp_path / "missing")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("mbrl-bound-report: error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------ AUC, intervals, pairs
@@ -577,6 +594,95 @@ def test_report_with_five_seeds(benchmark_dir: pathlib.Path, tmp_path: pathlib.P
         *[("bound_no_model_term", str(s), f"{d:+.2f}") for s, d in enumerate(ABLATION_DIFFS)],
     ]
     assert "### Success" not in text  # no threshold for InvertedPendulum
+
+
+def test_a_repeated_baseline_seed_and_an_unmatched_arm(tmp_path: pathlib.Path) -> None:
+    # mbpo runs seed 1 twice: seed 1 pairs with no arm. bound: seeds 0 and 2 pair, with
+    # differences 12 - 10 = +2 and 27 - 30 = -3 (mean -0.5, 1 win, 1 loss). The ablation
+    # bound_no_model_term: seed 0 pairs (10 - 10 = 0, a tie), seed 3 has no mbpo run and
+    # mbpo seed 2 no ablation run. bound_no_policy_term: seed 5 alone, no pair at all.
+    root = tmp_path / "exp"
+    mbpo = {"0": (0, 10.0), "1": (1, 20.0), "1again": (1, 25.0), "2": (2, 30.0)}
+    for name, (seed, final) in mbpo.items():
+        make_run(root / f"mbpo{name}", "mbpo", seed, mbpo_style(final, False, seed))
+    for seed, final in ((0, 12.0), (1, 18.0), (2, 27.0)):
+        make_run(root / f"bound{seed}", "bound", seed, mbpo_style(final, True, seed))
+    for seed, final in ((0, 10.0), (3, 50.0)):
+        make_run(root / f"ablation{seed}", "bound_no_model_term", seed, mbpo_style(final, True, 0))
+    make_run(root / "alone", "bound_no_policy_term", 5, mbpo_style(7.0, True, 5))
+    with pytest.warns(RunFolderWarning, match="mbpo on .* seed 1 x2"):
+        runs = report.find_runs(root)
+
+    pairs = report.paired_differences(runs)
+    assert list(pairs.columns) == list(report.PAIR_COLUMNS)
+    assert list(zip(pairs["algorithm"], pairs["seed"], strict=True)) == [
+        ("bound", 0),
+        ("bound", 2),
+        ("bound_no_model_term", 0),
+    ]
+    np.testing.assert_allclose(pairs["final_diff"], [2.0, -3.0, 0.0])
+    np.testing.assert_allclose(pairs["baseline_final"], [10.0, 30.0, 10.0])
+    np.testing.assert_allclose(pairs["auc_diff"], [AUC_PER_FINAL * d for d in (2, -3, 0)])
+
+    summary = report.summarize_paired(runs)
+    assert list(summary.index.get_level_values("algorithm")) == [
+        "bound",
+        "bound_no_model_term",
+        "bound_no_policy_term",
+    ]
+    bound = summary.loc[(TASK, "bound")]
+    assert (bound["pairs"], bound["final_mean"]) == (2, pytest.approx(-0.5))
+    assert (bound["final_low"], bound["final_high"]) == (-3.0, 2.0)
+    assert (bound["final_wins"], bound["final_ties"], bound["final_losses"]) == (1, 0, 1)
+    assert bound["auc_mean"] == pytest.approx(-0.5 * AUC_PER_FINAL)
+    assert bound["left_out"] == "seed 1: repeated runs"
+    ablation = summary.loc[(TASK, "bound_no_model_term")]
+    assert (ablation["final_wins"], ablation["final_ties"], ablation["final_losses"]) == (0, 1, 0)
+    assert ablation["left_out"] == (
+        "seed 3: no mbpo run; mbpo seed 2: no bound_no_model_term run; seed 1: repeated runs"
+    )
+    alone = summary.loc[(TASK, "bound_no_policy_term")]
+    assert (alone["pairs"], alone["final_n"], alone["final_interval"]) == (0, 0, "")
+    assert math.isnan(alone["final_mean"]) and alone["final_wins"] == 0
+
+    text = report.write_report(runs, tmp_path / "out").read_text()
+    rows = table_rows(text, TASK, "Paired difference against mbpo")
+    assert rows["bound"][:4] == ["2", "-0.50", "range [-3.00, 2.00]", "1/0/1"]
+    assert rows["bound_no_policy_term"][:4] == ["0", "n/a", "n/a", "0/0/0"]
+    section = task_section(text, TASK).split("### Paired difference against mbpo", 1)[1]
+    per_seed = tables(section.split("### ", 1)[0])[1]
+    assert [(r[0], r[1], r[4]) for r in per_seed] == [
+        ("bound", "0", "+2.00"),
+        ("bound", "2", "-3.00"),
+        ("bound_no_model_term", "0", "+0.00"),
+    ]
+
+
+def test_every_table_row_has_its_headers_cells(
+    benchmark_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    text = report.write_report(report.find_runs(benchmark_dir), tmp_path / "out").read_text()
+    blocks = [b for b in text.split("\n\n") if b.startswith("|")]
+    assert len(blocks) == 5  # final return, AUC, paired summary, per seed, runs
+    for block in blocks:
+        lines = block.splitlines()
+        widths = {line.count("|") for line in lines}
+        assert len(widths) == 1, block
+        separator = [c.strip() for c in lines[1].strip("|").split("|")]
+        assert separator[0].startswith(":")  # the first column (a name) left-aligned
+        assert all(set(c) <= set(":-") for c in separator)
+
+
+def test_algorithm_colors_take_an_iterator(tmp_path: pathlib.Path) -> None:
+    colors = report.algorithm_colors(name for name in ["zeta", "bound", "alpha"])
+    assert colors == {
+        "bound": report.ALGORITHM_COLORS["bound"],
+        "alpha": report.OTHER_COLORS[0],
+        "zeta": report.OTHER_COLORS[1],
+    }
+    for seed in range(2):
+        make_run(tmp_path / "runs" / f"z{seed}", "zeta", seed, mbpo_style(1.0, False, seed))
+    assert is_png(report.plot_curves(report.find_runs(tmp_path / "runs"), tmp_path / "c.png"))
 
 
 def test_no_paired_section_without_mbpo(runs_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:

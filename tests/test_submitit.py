@@ -21,7 +21,8 @@ import sys
 import pytest
 from conftest import TINY_BOUND
 
-from mbrl_bound_plugin.report import report
+from mbrl_bound_plugin import report
+from mbrl_bound_plugin.report.cli import main as report_main
 from mbrl_bound_plugin.util.checkpoint import list_checkpoints, load_checkpoint
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -94,8 +95,10 @@ def test_a_two_seed_sweep_runs_and_the_report_reads_it(tmp_path):
         ("bound", 0, "InvertedPendulum-v5"),
         ("bound", 1, "InvertedPendulum-v5"),
     ]
-    assert report.main([str(sweep_dir)]) == 0
-    assert "| bound | 2 |" in (sweep_dir / "report.md").read_text()
+    assert report_main([str(sweep_dir)]) == 0
+    final = report.summarize_metrics(runs).loc[("InvertedPendulum-v5", "bound")]
+    assert final["final_n"] == 2
+    assert re.search(r"^\| bound +\| +2 \|", (sweep_dir / "report.md").read_text(), re.M)
     assert (sweep_dir / "bound_diagnostics.png").is_file()
 
 

@@ -10,7 +10,7 @@ like bound) instead of mbrl's own ``mbpo``, which starts over when interrupted. 
 and shared settings come from ``conf/compare/NAME.yaml`` (``--settings``: ``benchmark``,
 ``v2``, ``quick``), the arms from ``--algorithms`` (bound, mbpo, pets and bound's two
 ablations), the seeds from ``--seeds`` and ``--first-seed``. At the end,
-:func:`mbrl_bound_plugin.report.report.make_report` summarizes every run under ``--out``.
+:func:`mbrl_bound_plugin.report.make_report` summarizes every run under ``--out``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
 from mbrl_bound_plugin.errors import CompareError, ReportError
-from mbrl_bound_plugin.report.report import make_report
+from mbrl_bound_plugin.report import make_report
 
 PROG = "mbrl-bound-compare"
 FAMILY = {
