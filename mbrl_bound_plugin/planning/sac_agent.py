@@ -206,9 +206,10 @@ class BoundSACAgent(SACAgent):
         The batches are drawn at once (the same distribution as ``count`` draws: rows
         uniformly with replacement). From a ``ScoredReplayBuffer`` they carry its stored
         logits; from another buffer the discriminator scores all of them in one forward
-        pass instead of one per SAC update. :meth:`update` serves them in order; what is
-        not used by the end of the block is dropped. Outside a block, and when SAC's
-        reward has no ratio term or no discriminator is set yet, nothing is drawn ahead.
+        pass instead of one per SAC update. :meth:`sac_batch` (so :meth:`update`) serves
+        them in order; what is not used by the end of the block is dropped. Outside a
+        block, and when SAC's reward has no ratio term or no discriminator is set yet,
+        nothing is drawn ahead.
 
         Args:
             buffer: the buffer of model transitions SAC trains on.
@@ -217,7 +218,7 @@ class BoundSACAgent(SACAgent):
         """
         ready = self._reads_logit(model_data=True) and buffer is not None
         if ready and count > 1 and len(buffer) >= batch_size:
-            # (not a ScoredReplayBuffer: one discriminator call for all)
+            # (from a plain buffer, one discriminator call for all)
             rows, logits = self._draw(buffer, batch_size * count, model_data=True)
             self._ahead = (buffer, [
                 (rows[i * batch_size : (i + 1) * batch_size],
