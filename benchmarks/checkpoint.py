@@ -1,9 +1,9 @@
 """Size and wall time of one algorithm=bound checkpoint, by replay-buffer size.
 
-Measures exactly what ``train`` writes: ``Checkpointer.save(run)`` of a ``BoundRun`` built
-from the shipped ``mbpo_halfcheetah_v5`` settings (HalfCheetah-v5, obs 17, action 6;
-7-member ensemble of 4 x 200 units; SAC with 512 units; the default discriminator), in
-the state of a run at an epoch end:
+Measures exactly what ``train`` writes: ``Checkpointer.save(run.state_dict(), ...)`` of a
+``BoundRun`` built from the shipped ``mbpo_halfcheetah_v5`` settings (HalfCheetah-v5, obs
+17, action 6; 7-member ensemble of 4 x 200 units; SAC with 512 units; the default
+discriminator), in the state of a run at an epoch end:
 
 - the replay buffer holds ``N`` transitions (random numbers of the right shapes);
 - SAC's rollout buffer is full, at the capacity MBPO gives it in the first epoch
@@ -121,7 +121,7 @@ def main() -> None:
             run, (cfg, env) = build_run(rows, work_dir)
             checkpointer = Checkpointer(work_dir, cfg, env)
             start = time.perf_counter()
-            path = checkpointer.save(run)
+            path = checkpointer.save(run.state_dict(), run.env_steps)
             written = time.perf_counter() - start
             sac_rows = run.sac_buffer.num_stored
             del run

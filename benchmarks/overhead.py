@@ -24,7 +24,8 @@ component's time excludes the other components timed inside it:
 - relabelling: ``BoundSACAgent.augmented_reward`` (the reward of SAC's batches, from
   their stored logits);
 - evaluation: mbrl's ``mbpo.evaluate``;
-- checkpoints: ``Checkpointer.save`` (bound only; ``checkpoint.every_epochs`` sets how often);
+- checkpoints: ``BoundRun.state_dict`` and ``Checkpointer.save`` (bound only;
+  ``checkpoint.every_epochs`` sets how often);
 - other: the rest (environment steps, the loop).
 
 Two ratios are printed per repeat and as medians:
@@ -85,6 +86,7 @@ from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
 
 import mbrl_bound_plugin.algorithms.bound as bound_algorithm
 from mbrl_bound_plugin import compose
+from mbrl_bound_plugin.algorithms.bound_run import BoundRun
 from mbrl_bound_plugin.env.factory import make_env
 from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
@@ -125,7 +127,7 @@ COMPONENTS: list[tuple[str, list[tuple[object, str]]]] = [
     ("SAC updates", [(SAC, "update_parameters")]),
     ("relabelling", [(BoundSACAgent, "augmented_reward")]),
     ("evaluation", [(mbpo, "evaluate")]),
-    ("checkpoints", [(Checkpointer, "save")]),
+    ("checkpoints", [(BoundRun, "state_dict"), (Checkpointer, "save")]),
 ]
 # components whose work differs between the sides (the rest is the same computation)
 BOUND_WORK = (

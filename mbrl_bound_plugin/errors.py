@@ -39,6 +39,11 @@ class UsageError(Exception):
     """A problem with the user's input: one line saying what to change, exit code 2."""
 
 
+class CheckpointReadError(UsageError):
+    """A checkpoint that cannot be continued: unreadable, damaged, of another mbrl-bound
+    version, holding more than tensors and plain data, or of another run (exit code 2)."""
+
+
 class NumericalError(RuntimeError):
     """A NaN or inf in a loss or reward; the message names the component (exit code 1)."""
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import os
 import pathlib
 import random
 import signal
@@ -15,13 +18,19 @@ import omegaconf
 import pytest
 import torch
 
-from mbrl_bound_plugin.errors import CheckpointWriteError, RunInterrupted, UsageError
+from mbrl_bound_plugin.errors import (
+    CheckpointReadError,
+    CheckpointWriteError,
+    RunInterrupted,
+    UsageError,
+)
 from mbrl_bound_plugin.util import state as run_state
 from mbrl_bound_plugin.util.checkpoint import (
     FORMAT_VERSION,
     Checkpointer,
     SignalWatch,
     changed_settings,
+    checkpoint_path,
     find_resume_checkpoint,
     latest_checkpoint,
     list_checkpoints,
@@ -82,6 +91,85 @@ def test_damaged_files_are_refused_naming_the_file(tmp_path, damage, message):
     with pytest.raises(UsageError, match=message) as err:
         load_checkpoint(path)
     assert str(path) in str(err.value)
+
+
+def test_numpy_data_comes_back_with_its_dtype_shape_and_values(tmp_path: pathlib.Path):
+    state = {
+        "u32": np.arange(6, dtype=np.uint32).reshape(2, 3) * 4_000_000_000 // 5,
+        "flags": np.array([True, False]),
+        "strided": np.arange(10.0)[::-3],
+        "scalars": [np.float32(0.1), np.float64(-np.inf), np.int64(2**40), np.bool_(True)],
+        "pcg64": np.random.default_rng(7).bit_generator.state,  # two 128-bit ints
+        "mt19937": np.random.RandomState(7).get_state(),  # a uint32 array in a tuple
+        "python": random.Random(7).getstate(),
+        "module": torch.nn.Linear(2, 1).state_dict(),
+    }
+    loaded = load_checkpoint(save_checkpoint(tmp_path, 1, state))
+    for key in ("u32", "flags", "strided"):
+        assert loaded[key].dtype == state[key].dtype
+        np.testing.assert_array_equal(loaded[key], state[key])
+    assert [type(x) for x in loaded["scalars"]] == [type(x) for x in state["scalars"]]
+    assert loaded["scalars"] == state["scalars"]
+    assert loaded["pcg64"] == state["pcg64"]
+    restored = np.random.RandomState()
+    restored.set_state(loaded["mt19937"])
+    assert restored.random() == np.random.RandomState(7).random()
+    assert loaded["python"] == state["python"]
+    assert loaded["module"]._metadata == state["module"]._metadata
+
+
+def test_state_of_another_type_is_refused_when_written(tmp_path: pathlib.Path):
+    with pytest.raises(TypeError, match=r"state\['opts'\]\[0\] is a builtins.object"):
+        save_checkpoint(tmp_path, 1, {"opts": [object()]})
+    assert list_checkpoints(tmp_path) == []
+
+
+def _framed(payload: bytes, version: int = FORMAT_VERSION) -> bytes:
+    """``payload`` with a checkpoint's magic line, length and digest, as written."""
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    return b"MBRL-BOUND-CHECKPOINT %d\n%d %s\n" % (version, len(payload), digest) + payload
+
+
+class _RunsACommand:
+    """Unpickled by a full unpickler, this object runs ``touch <path>``."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.path}",)
+
+
+@pytest.mark.parametrize("where", ["load", "resume=auto"])
+def test_a_checkpoint_carrying_a_pickled_callable_is_refused_in_one_line(tmp_path, where):
+    marker = tmp_path / "X"
+    buffer = io.BytesIO()
+    torch.save({"meta": {}, "run": {"weights": _RunsACommand(marker)}}, buffer)
+    planted = checkpoint_path(tmp_path / "run" / "checkpoints", 500)
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(_framed(buffer.getvalue()))
+    with pytest.raises(CheckpointReadError) as err:
+        if where == "load":
+            load_checkpoint(planted)
+        else:
+            _checkpointer(tmp_path / "run", resume="auto")
+    message = str(err.value)
+    assert "\n" not in message and str(planted) in message
+    assert "system" in message  # the callable it carried
+    assert not marker.exists()
+
+
+def test_a_checkpoint_of_the_previous_format_is_refused_in_one_line(tmp_path):
+    buffer = io.BytesIO()  # (what format 3 wrote: numpy arrays pickled as they are)
+    torch.save({"meta": {}, "run": {"obs": np.zeros(3)}}, buffer)
+    old = checkpoint_path(tmp_path / "checkpoints", 100)
+    old.parent.mkdir()
+    old.write_bytes(_framed(buffer.getvalue(), version=FORMAT_VERSION - 1))
+    with pytest.raises(CheckpointReadError, match="written by an older mbrl-bound") as err:
+        _checkpointer(tmp_path, resume="auto")
+    message = str(err.value)
+    assert "\n" not in message and str(old) in message
+    assert "cannot be resumed" in message and "start a new run" in message
 
 
 @pytest.mark.skipif(not pathlib.Path("/dev/full").exists(), reason="needs /dev/full")
@@ -234,9 +322,8 @@ def test_logger_keeps_meters_that_were_not_dumped_yet(tmp_path):
     assert text == ["batch_reward,step", "3.0,3"]
 
 
-def test_rng_round_trip_replays_every_stream():
-    import gymnasium as gym
-
+@pytest.mark.parametrize("through_a_file", [False, True], ids=["in-memory", "file"])
+def test_rng_round_trip_replays_every_stream(tmp_path, through_a_file):
     env = gym.make("Pendulum-v1")
     env.reset(seed=3)
     numpy_gen = {"rng": np.random.default_rng(1)}
@@ -255,6 +342,8 @@ def test_rng_round_trip_replays_every_stream():
 
     streams = run_state.RandomStreams(numpy_gen, torch_gen, {"env": env})
     saved = streams.state_dict()
+    if through_a_file:  # (read with weights_only=True: numpy's states travel as tensors)
+        saved = load_checkpoint(save_checkpoint(tmp_path, 1, saved))
     first = draw()
     streams.load_state_dict(saved)
     assert draw() == first
@@ -275,25 +364,21 @@ def signal_handlers():
         signal.signal(s, handler)
 
 
-class _FakeRun:
-    """What :meth:`Checkpointer.save` and :meth:`Checkpointer.after_step` read of a run."""
-
-    silent = False
-
-    def __init__(self, env_steps: int):
-        self.env_steps = env_steps
-
-    def state_dict(self) -> dict:
-        return {"counters": {"env_steps": self.env_steps}}
+def _end_of_step(checkpointer: Checkpointer, env_steps: int) -> None:
+    """What ``train`` does at the end of an environment step."""
+    if checkpointer.due(env_steps):
+        checkpointer.after_step({"counters": {"env_steps": env_steps}}, env_steps)
 
 
-def _checkpointer(work_dir: pathlib.Path, epoch_length: int = 100) -> Checkpointer:
+def _checkpointer(
+    work_dir: pathlib.Path, epoch_length: int = 100, resume: bool | str = False
+) -> Checkpointer:
     cfg = omegaconf.OmegaConf.create(
         {
             "algorithm": {"name": "bound"},
             "overrides": {"epoch_length": epoch_length},
             "checkpoint": {"keep": 5, "every_epochs": 1},
-            "resume": False,
+            "resume": resume,
         }
     )
     return Checkpointer(work_dir, cfg, gym.make("Pendulum-v1"))
@@ -362,10 +447,10 @@ def test_usr2_under_a_launcher_checkpoints_at_the_step_then_calls_its_handler(
     signal.signal(signal.SIGUSR2, launcher)
     checkpointer = _checkpointer(tmp_path)
     with pytest.raises(SystemExit), checkpointer:
-        checkpointer.after_step(_FakeRun(2900))  # an epoch's end
+        _end_of_step(checkpointer, 2900)  # an epoch's end
         signal.raise_signal(signal.SIGUSR2)  # during step 2996
         assert calls == []
-        checkpointer.after_step(_FakeRun(2996))
+        _end_of_step(checkpointer, 2996)
     assert calls == [(signal.SIGUSR2, [2900, 2996])]  # the checkpoint came first
     assert signal.getsignal(signal.SIGUSR2) is launcher  # put back on the way out
     err = capsys.readouterr().err
@@ -378,9 +463,9 @@ def test_sigterm_under_a_launcher_checkpoints_and_the_run_goes_on(tmp_path, sign
     checkpointer = _checkpointer(tmp_path)
     with checkpointer:
         signal.raise_signal(signal.SIGTERM)
-        checkpointer.after_step(_FakeRun(150))
-        checkpointer.after_step(_FakeRun(151))
-        checkpointer.after_step(_FakeRun(200))
+        _end_of_step(checkpointer, 150)
+        _end_of_step(checkpointer, 151)
+        _end_of_step(checkpointer, 200)
     assert calls == [signal.SIGTERM]
     assert _saved_steps(tmp_path) == [150, 200]
 
@@ -391,7 +476,7 @@ def test_a_signal_in_a_plain_run_checkpoints_then_stops_it(tmp_path, signum, sig
     with checkpointer:
         signal.raise_signal(signum)
         with pytest.raises(RunInterrupted) as err:
-            checkpointer.after_step(_FakeRun(150))
+            _end_of_step(checkpointer, 150)
     assert err.value.signum == signum
     assert f"{signal.Signals(signum).name} at environment step 150" in str(err.value)
     # what happened, not the command line (Python callers continue with train's work_dir)

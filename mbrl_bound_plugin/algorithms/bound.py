@@ -105,10 +105,15 @@ def train(
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
     work_dir = work_dir or os.getcwd()
-    checkpointer = Checkpointer(work_dir, cfg, env)  # settings checked, checkpoint found
+    checkpointer = Checkpointer(work_dir, cfg, env, silent)  # settings checked, checkpoint read
     run = BoundRun(env, test_env, termination_fn, cfg, work_dir, silent)
-    if not checkpointer.restore(run):
+    saved_state = checkpointer.restore()  # the run's state_dict to continue from, or None
+    if saved_state is None:
         run.explore()
+    else:
+        with checkpointer.loading():  # (a state that does not fit: one line naming the file)
+            run.load_state_dict(saved_state)
+        del saved_state  # (its replay buffer's copy can be large)
 
     # --------------------- Training Loop ---------------------
     rollout_batch_size = (
@@ -249,5 +254,6 @@ def train(
                 progress.update(1)
                 obs = next_obs
                 # ------ checkpoint: every `every_epochs` epochs, and on SIGTERM ------
-                checkpointer.after_step(run)
+                if checkpointer.due(run.env_steps):
+                    checkpointer.after_step(run.state_dict(), run.env_steps)
     return np.float32(run.best_eval_reward)

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import pathlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -39,7 +39,6 @@ from mbrl_bound_plugin.models.discriminator import Discriminator
 from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 from mbrl_bound_plugin.util import state as run_state
-from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
 # the discriminator step's diagnostics, as logged in results.csv (held-out rows)
 DISC_STATS = (
@@ -345,8 +344,8 @@ class BoundRun:
         """After a discriminator step: record its statistics and hand it to both players.
 
         From here on, every SAC batch and the next model step use this discriminator; the
-        rows of a :class:`ScoredReplayBuffer` SAC trains on are marked stale, to be scored
-        by it again.
+        rows of the ``ScoredReplayBuffer`` SAC trains on are marked stale, to be scored by
+        it again (:meth:`BoundSACAgent.set_discriminator`).
 
         Raises:
             NumericalError: a non-finite discriminator loss.
@@ -370,10 +369,9 @@ class BoundRun:
     ) -> mbrl.util.ReplayBuffer | None:
         """SAC's buffer as this run keeps it, from what mbrl's ``maybe_replace_sac_buffer`` gave.
 
-        When SAC's reward has the ratio term (``agent.uses_ratio``), a plain buffer
-        becomes a :class:`ScoredReplayBuffer` with the same rows at the same indices and
-        the same generator, its rows scored by the current discriminator (none yet: 0).
-        Otherwise (MBPO, the model-term-only ablation) ``buffer`` is returned as it is.
+        The agent's :meth:`BoundSACAgent.scored_buffer`: with the ratio term in SAC's
+        reward, a ``ScoredReplayBuffer`` of the same rows, scored by the current
+        discriminator; otherwise ``buffer`` as it is.
 
         Args:
             buffer: SAC's buffer, or ``None``.
@@ -381,19 +379,10 @@ class BoundRun:
         Returns:
             The buffer to train SAC on.
         """
-        if not self.agent.uses_ratio or buffer is None or isinstance(buffer, ScoredReplayBuffer):
-            return buffer
-        return ScoredReplayBuffer.from_buffer(buffer, scorer=self._sac_scorer())
-
-    def _sac_scorer(self) -> Callable[..., torch.Tensor] | None:
-        """What scores SAC's rows: the current discriminator's logits (None before one)."""
-        return self.agent.logits if self.agent.discriminator is not None else None
+        return self.agent.scored_buffer(buffer)
 
     def _hand_discriminator_to_players(self) -> None:
-        self.agent.set_discriminator(self.discriminator)
-        if isinstance(self.sac_buffer, ScoredReplayBuffer):  # C changed: every row again,
-            self.sac_buffer.scorer = self._sac_scorer()  # at SAC's next draw (those the
-            self.sac_buffer.invalidate()  # rollouts overwrite first are scored as added)
+        self.agent.set_discriminator(self.discriminator, self.sac_buffer)
         self.dynamics_model.set_bound_critics(
             self.discriminator,
             self.agent.value,

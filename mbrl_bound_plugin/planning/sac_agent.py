@@ -25,7 +25,7 @@ _SCALE_MOMENTUM = 0.01
 
 
 class _AugmentedSampler:
-    """Looks like a replay buffer to SAC; its batches carry the augmented reward."""
+    """Looks like a replay buffer to SAC; its batches are :meth:`BoundSACAgent.sac_batch`'s."""
 
     def __init__(self, buffer: mbrl.util.ReplayBuffer, agent: BoundSACAgent, model_data: bool):
         self.buffer = buffer
@@ -33,19 +33,7 @@ class _AugmentedSampler:
         self.model_data = model_data
 
     def sample(self, batch_size: int) -> mbrl.types.TransitionBatch:
-        batch, logit = None, None
-        ahead = self.agent._ahead
-        if self.model_data and ahead and ahead[0] is self.buffer and ahead[1]:
-            batch, logit = ahead[1].pop(0)
-        if batch is None or len(batch) != batch_size:
-            batch, logit = self.agent.draw(self.buffer, batch_size, self.model_data)
-        if not self.agent.changes_reward:  # rt = r: SAC gets the batch as sampled
-            self.agent.count_reward(batch.rewards, self.model_data)
-            return batch
-        rewards = self.agent.augmented_reward(
-            batch.obs, batch.act, batch.next_obs, batch.rewards, self.model_data, logit=logit
-        )
-        return dataclasses.replace(batch, rewards=rewards.numpy())
+        return self.agent.sac_batch(self.buffer, batch_size, self.model_data)
 
 
 class BoundSACAgent(SACAgent):
@@ -55,11 +43,13 @@ class BoundSACAgent(SACAgent):
     itself). mode ``scaled``: ``f(r) = r`` and ``w = lam`` times the ratio scale (``lam =
     0`` is MBPO's reward). In both, ``w`` ramps in linearly over the first
     ``warmup_epochs`` epochs. :meth:`ratio_term` is the one definition of this term: the
-    model step reads it too. Every SAC batch of model transitions is relabelled with the
+    model step reads it too. Every SAC batch comes from :meth:`sac_batch`, the one path by
+    which a batch gets its logit: a batch of model transitions is relabelled with the
     discriminator given to :meth:`set_discriminator`, i.e. the current one: from a
-    :class:`~mbrl_bound_plugin.util.replay_buffer.ScoredReplayBuffer`, with the logits it
-    stores (kept equal to :meth:`logits` by whoever owns the buffer); from another buffer,
-    by calling it. Batches of real transitions get ``f(r)`` only (their log-ratio is
+    :class:`~mbrl_bound_plugin.util.replay_buffer.ScoredReplayBuffer` (:meth:`scored_buffer`),
+    with the logits it stores (scored by :meth:`logits`; :meth:`set_discriminator` marks
+    them stale, to be scored again at the next draw); from another buffer, by calling
+    :meth:`logits`. Batches of real transitions get ``f(r)`` only (their log-ratio is
     ``log p/p = 0``).
 
     Args:
@@ -165,9 +155,47 @@ class BoundSACAgent(SACAgent):
                 for old, new in zip(self._reward_moments, batch, strict=True)
             )
 
-    def set_discriminator(self, discriminator: Callable[..., torch.Tensor]) -> None:
-        """Uses ``discriminator(obs, act, next_obs) -> logits`` for the next SAC batches."""
+    def set_discriminator(
+        self,
+        discriminator: Callable[..., torch.Tensor],
+        sac_buffer: mbrl.util.ReplayBuffer | None = None,
+    ) -> None:
+        """Uses ``discriminator(obs, act, next_obs) -> logits`` for the next SAC batches.
+
+        Args:
+            discriminator: the discriminator just fitted.
+            sac_buffer: SAC's buffer of model transitions. A ``ScoredReplayBuffer`` is
+                scored by it from now on, and every row it holds is marked stale: scored
+                again at SAC's next draw (the rows the rollouts overwrite first are
+                scored as they are added).
+        """
         self.discriminator = discriminator
+        if isinstance(sac_buffer, ScoredReplayBuffer):
+            sac_buffer.scorer = self._scorer()
+            sac_buffer.invalidate()
+
+    def _scorer(self) -> Callable[..., torch.Tensor] | None:
+        """What scores SAC's rows: the current discriminator's :meth:`logits` (None before one)."""
+        return self.logits if self.discriminator is not None else None
+
+    def scored_buffer(self, buffer: mbrl.util.ReplayBuffer | None) -> mbrl.util.ReplayBuffer | None:
+        """SAC's buffer as :meth:`sac_batch` reads it fastest, from mbrl's plain one.
+
+        When SAC's reward has the ratio term (:attr:`uses_ratio`), a plain buffer becomes a
+        ``ScoredReplayBuffer`` with the same rows at the same indices and the same
+        generator, its rows scored by the current discriminator (none yet: 0). Otherwise
+        (MBPO, the model-term-only ablation), and for ``None`` or a buffer scored already,
+        ``buffer`` is returned as it is.
+
+        Args:
+            buffer: SAC's buffer, or ``None``.
+
+        Returns:
+            The buffer to train SAC on.
+        """
+        if not self.uses_ratio or buffer is None or isinstance(buffer, ScoredReplayBuffer):
+            return buffer
+        return ScoredReplayBuffer.from_buffer(buffer, scorer=self._scorer())
 
     @contextlib.contextmanager
     def batches_ahead(
@@ -178,20 +206,20 @@ class BoundSACAgent(SACAgent):
         The batches are drawn at once (the same distribution as ``count`` draws: rows
         uniformly with replacement). From a ``ScoredReplayBuffer`` they carry its stored
         logits; from another buffer the discriminator scores all of them in one forward
-        pass instead of one per SAC update. :meth:`update` serves them in order; what is
-        not used by the end of the block is dropped. Outside a block, and when SAC's
-        reward has no ratio term or no discriminator is set yet, nothing is drawn ahead.
+        pass instead of one per SAC update. :meth:`sac_batch` (so :meth:`update`) serves
+        them in order; what is not used by the end of the block is dropped. Outside a
+        block, and when SAC's reward has no ratio term or no discriminator is set yet,
+        nothing is drawn ahead.
 
         Args:
             buffer: the buffer of model transitions SAC trains on.
             batch_size: rows per SAC batch.
             count: SAC updates to come (e.g. ``num_sac_updates_per_step``).
         """
-        ready = self.uses_ratio and self.discriminator is not None and buffer is not None
+        ready = self._reads_logit(model_data=True) and buffer is not None
         if ready and count > 1 and len(buffer) >= batch_size:
-            rows, logits = self.draw(buffer, batch_size * count)
-            if logits is None:  # not a ScoredReplayBuffer: one discriminator call for all
-                logits = self.logits(rows.obs, rows.act, rows.next_obs).cpu()
+            # (from a plain buffer, one discriminator call for all)
+            rows, logits = self._draw(buffer, batch_size * count, model_data=True)
             self._ahead = (buffer, [
                 (rows[i * batch_size : (i + 1) * batch_size],
                  logits[i * batch_size : (i + 1) * batch_size])
@@ -202,23 +230,59 @@ class BoundSACAgent(SACAgent):
         finally:
             self._ahead = None
 
-    def draw(
-        self, buffer: mbrl.util.ReplayBuffer, size: int, model_data: bool = True
-    ) -> tuple[mbrl.types.TransitionBatch, torch.Tensor | None]:
-        """``size`` rows of ``buffer`` (``buffer.sample``'s draw) and their stored logits.
+    def sac_batch(
+        self, buffer: mbrl.util.ReplayBuffer, batch_size: int, model_data: bool = True
+    ) -> mbrl.types.TransitionBatch:
+        """A batch of ``buffer`` as SAC trains on it: its rewards relabelled with ``rt``.
 
-        The logits (as :meth:`stored_logits`) come from a ``ScoredReplayBuffer`` of model
-        rows, without a call to the discriminator; otherwise they are ``None``.
+        The one path by which SAC's batches get their logit. A batch of model rows is the
+        next one :meth:`batches_ahead` drew from ``buffer``, or is drawn now: from a
+        ``ScoredReplayBuffer`` with the logits it stores (its stale rows scored first),
+        from another buffer scored by :meth:`logits`. Then :meth:`augmented_reward`
+        relabels it (left as it is when ``rt = r``).
+
+        Args:
+            buffer: the buffer to draw from (``buffer.sample``'s draw).
+            batch_size: rows in the batch.
+            model_data: ``False`` for the real replay buffer (no ratio term).
+
+        Returns:
+            The batch, with SAC's rewards.
+        """
+        batch, logit = None, None
+        ahead = self._ahead
+        if model_data and ahead and ahead[0] is buffer and ahead[1]:
+            batch, logit = ahead[1].pop(0)
+        if batch is None or len(batch) != batch_size:
+            batch, logit = self._draw(buffer, batch_size, model_data)
+        if not self.changes_reward:  # rt = r: SAC gets the batch as sampled
+            self.count_reward(batch.rewards, model_data)
+            return batch
+        rewards = self.augmented_reward(
+            batch.obs, batch.act, batch.next_obs, batch.rewards, model_data, logit=logit
+        )
+        return dataclasses.replace(batch, rewards=rewards.numpy())
+
+    def _reads_logit(self, model_data: bool) -> bool:
+        """Whether the ratio term of a batch reads the discriminator's logit."""
+        return model_data and self.uses_ratio and self.discriminator is not None
+
+    def _draw(
+        self, buffer: mbrl.util.ReplayBuffer, size: int, model_data: bool
+    ) -> tuple[mbrl.types.TransitionBatch, torch.Tensor | None]:
+        """``size`` rows of ``buffer`` (``buffer.sample``'s draw) and their logits on the CPU.
+
+        From a ``ScoredReplayBuffer`` of model rows: the logits it stores (its stale rows
+        scored first), without a call to the discriminator; from another buffer: the
+        discriminator's, in one call, where the ratio term reads them, else ``None``.
         """
         if model_data and isinstance(buffer, ScoredReplayBuffer):
             rows, stored = buffer.sample_scored(size)
-            return rows, self.stored_logits(stored)
-        return buffer.sample(size), None
-
-    def stored_logits(self, logits: np.ndarray) -> torch.Tensor:
-        """Logits stored by a ``ScoredReplayBuffer``, as a float32 tensor on the CPU, where
-        :meth:`augmented_reward` relabels."""
-        return torch.as_tensor(logits, dtype=torch.float32)
+            return rows, torch.as_tensor(stored, dtype=torch.float32)
+        rows = buffer.sample(size)
+        if not self._reads_logit(model_data):
+            return rows, None
+        return rows, self.logits(rows.obs, rows.act, rows.next_obs).cpu()
 
     def logits(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> torch.Tensor:
         """``logit C(s, a, s')`` of the current discriminator, without gradient.
@@ -262,9 +326,8 @@ class BoundSACAgent(SACAgent):
             reward: rewards (predicted by the model for model transitions), ``B``.
             model_data: ``False`` for real transitions: ``f(r)`` only, no ratio term, and
                 the ratio scale's running moments are left alone.
-            logit: the current discriminator's logits at these transitions, if already
-                computed (stored in a ``ScoredReplayBuffer``, or :meth:`batches_ahead`);
-                ``None``: computed here.
+            logit: the current discriminator's logits at these transitions, as
+                :meth:`sac_batch` gives them; ``None``: computed here by :meth:`logits`.
 
         Returns:
             The augmented rewards, shape ``B``, on the CPU.

@@ -2,17 +2,23 @@
 
 A checkpoint is ``<run dir>/checkpoints/step_<env steps>.ckpt``::
 
-    MBRL-BOUND-CHECKPOINT 1\\n          magic line and format version
+    MBRL-BOUND-CHECKPOINT 4\\n          magic line and format version
     <payload length> <sha256 hex>\\n    what the payload must be
-    <payload>                          torch.save of the state dict
+    <payload>                          torch.save of the state dict, as plain data
 
 Writing goes to ``<name>.tmp`` beside the target, is flushed and fsync'ed, then renamed
 over the target (``os.replace``, atomic on POSIX), so a kill at any point leaves either
 the old set of checkpoints or the new one, never a partial ``.ckpt``. Reading checks the
-magic line, the length and the digest before unpickling, so a truncated or altered file
-is refused instead of half-loaded. The payload is ``{"meta": ..., "run": run.state_dict()}``:
-what a run holds is
-:class:`~mbrl_bound_plugin.algorithms.bound_run.BoundRun`'s business. This module knows files, which checkpoint a run may continue from (:func:`find_resume_checkpoint`,
+magic line, the length and the digest, then unpickles with
+``torch.load(weights_only=True)``: a truncated or altered file is refused instead of
+half-loaded, and a file holding anything but tensors and plain data (a pickled callable
+planted in a shared run directory) is refused without running it. Numpy arrays travel as
+tensors (:mod:`mbrl_bound_plugin.util.plain_data`).
+
+The payload is ``{"meta": ..., "run": <the run's state dict>}``. This module knows state
+dicts only, never the run: the training loop hands :class:`Checkpointer` the run's
+``state_dict()`` to write and loads the one :meth:`Checkpointer.restore` returns. It
+knows files, which checkpoint a run may continue from (:func:`find_resume_checkpoint`,
 :func:`check_resumable`), when a signal asks for one (:class:`SignalWatch`: SIGTERM, and
 the signal that submitit and SLURM's ``--signal`` send ahead of a time limit or a
 preemption, USR2 by default), and puts them together in :class:`Checkpointer`, the one
@@ -21,18 +27,20 @@ object the training loop talks to.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import os
 import pathlib
+import pickle
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import omegaconf
@@ -41,17 +49,19 @@ import tqdm
 
 from mbrl_bound_plugin.errors import (
     PROG,
+    CheckpointReadError,
     CheckpointWriteError,
     RunInterrupted,
     UsageError,
     first_line,
 )
-
-if TYPE_CHECKING:
-    from mbrl_bound_plugin.algorithms.bound_run import BoundRun
+from mbrl_bound_plugin.util.plain_data import from_plain, to_plain
 
 MAGIC = b"MBRL-BOUND-CHECKPOINT"
-FORMAT_VERSION = 3  # 2: the payload is {"meta", "run": BoundRun.state_dict()}; 3: calibrated bound
+# 2: the payload is {"meta", "run": the run's state dict}; 3: calibrated bound; 4: tensors
+# and plain data only, read with torch.load(weights_only=True)
+FORMAT_VERSION = 4
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+)")
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
 
@@ -104,7 +114,8 @@ def save_checkpoint(
     Args:
         directory: the checkpoint directory (created if missing).
         env_steps: the environment steps the state has taken (names the file).
-        state: anything ``torch.save`` can write.
+        state: nested dicts, lists and tuples of tensors, numpy arrays and numbers,
+            ``str``, ``int``, ``float``, ``bool`` and ``None`` (:func:`to_plain`).
         keep: how many checkpoints to keep (the oldest beyond it are deleted, only
             after the new one is in place).
 
@@ -114,11 +125,12 @@ def save_checkpoint(
     Raises:
         CheckpointWriteError: the file could not be written; the checkpoints that
             were there before are untouched and the partial file is removed.
+        TypeError: ``state`` holds an object of another type (it could not be loaded).
     """
     target = checkpoint_path(directory, env_steps)
     tmp = target.with_name(target.name + ".tmp")
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(to_plain(state), buffer)
     payload = buffer.getbuffer()
     digest = hashlib.sha256(payload).hexdigest()
     header = MAGIC + b" %d\n%d %s\n" % (FORMAT_VERSION, len(payload), digest.encode())
@@ -147,39 +159,67 @@ def load_checkpoint(path: pathlib.Path) -> dict[str, Any]:
         path: the ``.ckpt`` file.
 
     Returns:
-        The state dict.
+        The state dict, numpy arrays and numbers back as they were saved.
 
     Raises:
-        UsageError: the file is not a checkpoint, is of another format version, is
-            truncated, or its content does not match its digest.
+        CheckpointReadError: (one line naming the file) the file cannot be read, is not
+            a checkpoint, was written by another mbrl-bound version, is truncated, its
+            content does not match its digest, or it holds anything but tensors and
+            plain data (nothing in it is run).
     """
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise UsageError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
+        raise CheckpointReadError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
     first, _, rest = data.partition(b"\n")
     second, _, payload = rest.partition(b"\n")
     if not first.startswith(MAGIC + b" "):
-        raise UsageError(f"{path} is not an mbrl-bound checkpoint")
-    if first != MAGIC + b" %d" % FORMAT_VERSION:
-        version = first[len(MAGIC) + 1 :].decode(errors="replace")
-        raise UsageError(
-            f"checkpoint {path} has format {version}; this mbrl-bound reads format {FORMAT_VERSION}"
-        )
+        raise CheckpointReadError(f"{path} is not an mbrl-bound checkpoint")
+    _check_version(path, first[len(MAGIC) + 1 :].decode(errors="replace"))
     try:
         length_text, digest = second.decode().split(" ")
         length = int(length_text)
     except ValueError:
-        raise UsageError(f"checkpoint {path} is corrupt (bad header)") from None
+        raise CheckpointReadError(f"checkpoint {path} is corrupt (bad header)") from None
     if len(payload) != length:
-        raise UsageError(
+        raise CheckpointReadError(
             f"checkpoint {path} is truncated ({len(payload)} of {length} payload bytes)"
         )
     if hashlib.sha256(payload).hexdigest() != digest:
-        raise UsageError(f"checkpoint {path} is corrupt (its content does not match its digest)")
-    # The digest rules out accidents, not tampering: like any torch pickle, load only
-    # checkpoints that your own runs wrote.
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+        raise CheckpointReadError(
+            f"checkpoint {path} is corrupt (its content does not match its digest)"
+        )
+    # The digest rules out accidents, not tampering; weights_only rules out running code.
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = _UNSAFE_GLOBAL.search(str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointReadError(
+            f"checkpoint {path} holds more than tensors and plain data{what}; it was not "
+            "written by mbrl-bound and is not loaded (nothing in it was run)"
+        ) from None
+    except Exception as e:  # (a payload that is no torch file: its digest matched)
+        raise CheckpointReadError(f"checkpoint {path} cannot be read: {first_line(e)}") from None
+    return from_plain(state)
+
+
+def _check_version(path: pathlib.Path, version: str) -> None:
+    """Refuses a checkpoint of another format version, in one line saying what to do."""
+    if version == str(FORMAT_VERSION):
+        return
+    if not version.isdigit():
+        raise CheckpointReadError(f"checkpoint {path} is corrupt (bad format version)")
+    if int(version) < FORMAT_VERSION:
+        raise CheckpointReadError(
+            f"checkpoint {path} was written by an older mbrl-bound (format {version}; this one "
+            f"reads format {FORMAT_VERSION}) and cannot be resumed: start a new run in another "
+            "directory, or continue this one with the mbrl-bound version that wrote it"
+        )
+    raise CheckpointReadError(
+        f"checkpoint {path} has format {version}, written by a newer mbrl-bound (this one "
+        f"reads format {FORMAT_VERSION}); continue it with that version"
+    )
 
 
 # ------------------------------------------------- which checkpoint a run continues
@@ -269,14 +309,16 @@ def check_resumable(saved: Mapping[str, Any], path: pathlib.Path, identity: dict
     """Refuses a checkpoint whose :func:`run_identity` differs from this run's.
 
     Raises:
-        UsageError: naming the file and the first differing item.
+        CheckpointReadError: naming the file and the first differing item.
     """
     meta = saved.get("meta") if isinstance(saved, Mapping) else None
-    if not isinstance(meta, Mapping) or "identity" not in meta:
-        raise UsageError(f"checkpoint {path} has no run description; it was not written by train")
+    if not isinstance(meta, Mapping) or "identity" not in meta or "run" not in saved:
+        raise CheckpointReadError(
+            f"checkpoint {path} has no run description; it was not written by train"
+        )
     for key, value in identity.items():
         if meta["identity"].get(key) != value:
-            raise UsageError(
+            raise CheckpointReadError(
                 f"checkpoint {path} was written with {key}={meta['identity'].get(key)}, "
                 f"but this run has {key}={value}"
             )
@@ -377,100 +419,152 @@ def _positive_int(section: Any, key: str) -> int:
 
 
 class Checkpointer:
-    """When and where a run saves itself, and the checkpoint it continues from.
+    """When and where a run saves itself, and the state it continues from.
 
     Made before the run's components, so that every setting is checked once and a
-    checkpoint that cannot be continued is refused before anything is written. Use it as
-    a context manager around the training loop: inside, SIGTERM and the time-limit signal
-    are watched (:class:`SignalWatch`) and :meth:`after_step` acts on them.
+    checkpoint that cannot be continued is refused before anything is written. It knows
+    state dicts, never the run: the caller loads :meth:`restore`'s state (inside
+    :meth:`loading`) and hands over the run's ``state_dict()`` when :meth:`due` says a
+    checkpoint is due. Use it as a context manager around the training loop: inside,
+    SIGTERM and the time-limit signal are watched (:class:`SignalWatch`) and
+    :meth:`after_step` acts on them::
+
+        state = checkpointer.restore()
+        if state is None:
+            ...  # a fresh start
+        else:
+            with checkpointer.loading():
+                run.load_state_dict(state)
+        with checkpointer:
+            while ...:  # one environment step
+                if checkpointer.due(env_steps):
+                    checkpointer.after_step(run.state_dict(), env_steps)
 
     Args:
         work_dir: the run directory; checkpoints go to ``work_dir/checkpoints``.
         cfg: the run's configuration (``checkpoint.keep``, ``checkpoint.every_epochs``,
             ``resume`` and ``overrides.epoch_length`` are read).
         env: the run's environment (its shapes and id identify the run).
+        silent: if ``True``, nothing is printed (resuming, a signal handed on).
 
     Raises:
-        UsageError: invalid settings; ``resume`` rules (:func:`find_resume_checkpoint`);
-            a damaged checkpoint or one of another run (:func:`check_resumable`).
+        UsageError: invalid settings; ``resume`` rules (:func:`find_resume_checkpoint`).
+        CheckpointReadError: a damaged checkpoint, one of another mbrl-bound version
+            (:func:`load_checkpoint`), or one of another run (:func:`check_resumable`).
     """
 
-    def __init__(self, work_dir: str | os.PathLike, cfg: omegaconf.DictConfig, env: gym.Env):
+    def __init__(
+        self,
+        work_dir: str | os.PathLike,
+        cfg: omegaconf.DictConfig,
+        env: gym.Env,
+        silent: bool = False,
+    ):
         settings = cfg.get("checkpoint", None) or {}
         self.keep = _positive_int(settings, "keep")
         self.every_steps = _positive_int(settings, "every_epochs") * cfg.overrides.epoch_length
         self.directory = checkpoint_dir(work_dir)
         self.identity = run_identity(cfg, env)
         self.config = config_dict(cfg)  # (the config does not change during a run)
+        self.silent = silent
         self.resume_path = find_resume_checkpoint(cfg.get("resume", False), self.directory)
         self._saved: dict[str, Any] | None = None
         if self.resume_path is not None:
             self._saved = load_checkpoint(self.resume_path)
             check_resumable(self._saved, self.resume_path, self.identity)
+        self._meta: Mapping[str, Any] | None = None
         self._signals: SignalWatch | None = None
 
-    def restore(self, run: BoundRun) -> bool:
-        """Loads the checkpoint to continue from into ``run``, once.
+    def restore(self) -> dict[str, Any] | None:
+        """The run's state dict to continue from, once; ``None`` for a fresh start.
 
-        Args:
-            run: a freshly built run of the same configuration.
-
-        Returns:
-            ``True`` if a checkpoint was loaded, ``False`` for a fresh start.
-
-        Raises:
-            UsageError: the checkpoint does not fit the run (e.g. other network sizes).
+        Load it inside :meth:`loading`, which names the checkpoint if it does not fit.
         """
         if self._saved is None:
-            return False
+            return None
         saved, self._saved = self._saved, None  # (the replay buffer's copy can be large)
+        self._meta = saved["meta"]
+        return saved["run"]
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """Around the loading of :meth:`restore`'s state; says it resumed once it has.
+
+        Raises:
+            CheckpointReadError: the load raised ``RuntimeError``, ``ValueError`` or
+                ``KeyError`` (the checkpoint does not fit the run, e.g. other network
+                sizes): one line naming the checkpoint.
+        """
         try:
-            run.load_state_dict(saved["run"])
+            yield
         except (RuntimeError, ValueError, KeyError) as e:
-            raise UsageError(
+            raise CheckpointReadError(
                 f"checkpoint {self.resume_path} does not fit this run's configuration: "
                 f"{first_line(e)}"
             ) from e
-        if not run.silent:
-            changes = changed_settings(saved["meta"]["config"], self.config)
+        meta = self._meta or {}
+        if not self.silent:
+            changes = changed_settings(meta.get("config", {}), self.config)
             print(
-                f"{PROG}: resuming from {self.resume_path} (environment step {run.env_steps})"
+                f"{PROG}: resuming from {self.resume_path} "
+                f"(environment step {meta.get('env_steps')})"
                 + (f"; changed settings: {'; '.join(changes)}" if changes else ""),
                 file=sys.stderr,
             )
-        return True
 
-    def save(self, run: BoundRun) -> pathlib.Path:
-        """Writes ``run.state_dict()`` as ``step_<env steps>.ckpt``; keeps the newest ``keep``."""
-        state = {"meta": {"identity": self.identity, "config": self.config}}
-        state["run"] = run.state_dict()
-        return save_checkpoint(self.directory, run.env_steps, state, keep=self.keep)
+    def save(self, state: dict[str, Any], env_steps: int) -> pathlib.Path:
+        """Writes a run's ``state`` as ``step_<env_steps>.ckpt``; keeps the newest ``keep``.
 
-    def after_step(self, run: BoundRun) -> None:
-        """At the end of an environment step: a checkpoint on a signal, and every ``every_epochs``.
+        Args:
+            state: the run's ``state_dict()`` (:func:`save_checkpoint` says what it may hold).
+            env_steps: the environment steps the run has taken.
+
+        Returns:
+            The path of the new checkpoint.
+        """
+        meta = {"identity": self.identity, "config": self.config, "env_steps": env_steps}
+        return save_checkpoint(
+            self.directory, env_steps, {"meta": meta, "run": state}, keep=self.keep
+        )
+
+    def due(self, env_steps: int) -> bool:
+        """Whether a checkpoint is due at the end of this step: a stop signal came, or
+        ``env_steps`` completes ``every_epochs`` epochs."""
+        watch = self._signals
+        return bool(watch is not None and watch.received) or env_steps % self.every_steps == 0
+
+    def after_step(self, state: dict[str, Any], env_steps: int) -> pathlib.Path:
+        """At the end of a step where :meth:`due`: writes ``state``, then acts on a signal.
 
         After a signal's checkpoint, the run stops (a plain run) or the signal goes on to
         the framework's handler (:class:`SignalWatch`), which may end the process.
 
+        Args:
+            state: the run's ``state_dict()``.
+            env_steps: the environment steps the run has taken.
+
+        Returns:
+            The path of the new checkpoint.
+
         Raises:
             RunInterrupted: after the checkpoint, for a signal that no framework handles.
         """
+        path = self.save(state, env_steps)
         watch = self._signals
-        if watch is not None and watch.received:
-            path = self.save(run)
-            stopping = watch.stopping_signal()
-            if stopping is not None:
-                raise RunInterrupted(stopping, run.env_steps, path)
-            if not run.silent:
-                names = "+".join(signal.Signals(s).name for s in dict.fromkeys(watch.received))
-                tqdm.tqdm.write(  # (on a line of its own below the progress bar)
-                    f"{PROG}: {names} at environment step {run.env_steps}; checkpoint {path} "
-                    "written, handing the signal to the launcher's handler",
-                    file=sys.stderr,
-                )
-            watch.pass_on()
-        elif run.env_steps % self.every_steps == 0:
-            self.save(run)
+        if watch is None or not watch.received:
+            return path
+        stopping = watch.stopping_signal()
+        if stopping is not None:
+            raise RunInterrupted(stopping, env_steps, path)
+        if not self.silent:
+            names = "+".join(signal.Signals(s).name for s in dict.fromkeys(watch.received))
+            tqdm.tqdm.write(  # (on a line of its own below the progress bar)
+                f"{PROG}: {names} at environment step {env_steps}; checkpoint {path} "
+                "written, handing the signal to the launcher's handler",
+                file=sys.stderr,
+            )
+        watch.pass_on()
+        return path
 
     def __enter__(self) -> Checkpointer:
         self._signals = SignalWatch()
