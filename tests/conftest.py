@@ -60,6 +60,9 @@ def run_cli(tmp_path: pathlib.Path) -> Callable[..., subprocess.CompletedProcess
         if root:
             cmd += [f"root_dir={tmp_path / 'exp'}"]
         env = dict(os.environ, HYDRA_FULL_ERROR="0")
+        # one thread per BLAS/OpenMP pool: tiny nets run fastest so, above all on a few
+        # busy cores (a caller's own OMP_NUM_THREADS wins)
+        env.setdefault("OMP_NUM_THREADS", "1")
         return subprocess.run(
             cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
         )

@@ -6,7 +6,7 @@ import json
 import pathlib
 import subprocess
 import sys
-import time
+import types
 
 import pytest
 from conftest import load_benchmark
@@ -103,19 +103,31 @@ def test_summarize_says_the_threads_and_denormal_flushing_it_ran_with(overhead, 
         assert ("denormals flushed to zero" in header) is says
 
 
-def test_timers_charge_waiting_to_the_wall_clock_only_and_exclude_nested_components(overhead):
-    timers = overhead.Timers()
+def test_timers_charge_waiting_to_the_wall_clock_only_and_exclude_nested_components(
+    overhead, monkeypatch
+):
+    clock = types.SimpleNamespace(wall=100.0, cpu=10.0)
+    monkeypatch.setattr(
+        overhead,
+        "time",
+        types.SimpleNamespace(perf_counter=lambda: clock.wall, process_time=lambda: clock.cpu),
+    )
+
+    def sleep(seconds):
+        clock.wall += seconds
 
     def spin(seconds):
-        end = time.process_time() + seconds
-        while time.process_time() < end:
-            pass
+        clock.wall += seconds
+        clock.cpu += seconds
 
-    inner = timers._timed("inner", lambda: (time.sleep(0.5), spin(0.05)))
+    timers = overhead.Timers()
+    inner = timers._timed("inner", lambda: (sleep(0.5), spin(0.05)))
     outer = timers._timed("outer", lambda: (spin(0.1), inner()))
     outer()
-    assert timers.seconds["inner"] >= 0.55
-    assert 0.05 <= timers.cpu_seconds["inner"] < 0.3  # the sleep is not CPU time
-    # outer's own time is its spin, not inner's sleep or spin (wall bounds allow a busy machine)
-    assert 0.1 <= timers.cpu_seconds["outer"] < 0.3
-    assert 0.1 <= timers.seconds["outer"] < 0.45
+    assert timers.seconds["inner"] == pytest.approx(0.55)
+    assert timers.cpu_seconds["inner"] == pytest.approx(0.05)  # the sleep is not CPU time
+    # outer's own time is its spin, not inner's sleep or spin
+    assert timers.cpu_seconds["outer"] == pytest.approx(0.1)
+    assert timers.seconds["outer"] == pytest.approx(0.1)
+    outer()  # a second call adds to each component
+    assert timers.seconds == pytest.approx({"inner": 1.1, "outer": 0.2})

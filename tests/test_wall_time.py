@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import pathlib
-import time
+import types
 
 import pytest
 
@@ -17,28 +17,50 @@ def _rows(path: pathlib.Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _busy(seconds: float) -> None:
-    end = time.process_time() + seconds
-    while time.process_time() < end:
-        pass
+class FakeClocks:
+    """The module's two clocks, moved by hand: no test waits for, or races, real time."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = 1000.0, 50.0
+
+    def sleep(self, seconds: float) -> None:
+        self.wall += seconds
+
+    def busy(self, seconds: float) -> None:
+        self.wall += seconds
+        self.cpu += seconds
 
 
-def test_each_session_appends_a_row_and_read_sums_them(tmp_path: pathlib.Path):
+@pytest.fixture
+def clocks(monkeypatch: pytest.MonkeyPatch) -> FakeClocks:
+    fake = FakeClocks()
+    monkeypatch.setattr(wall_time, "time", types.SimpleNamespace(perf_counter=lambda: fake.wall))
+    monkeypatch.setattr(wall_time, "_cpu_seconds", lambda: fake.cpu)
+    return fake
+
+
+def test_each_session_appends_a_row_and_read_sums_them(tmp_path: pathlib.Path, clocks):
     path = tmp_path / wall_time.WALL_TIME_FILE
     with wall_time.recording(path):
-        time.sleep(0.3)
+        clocks.sleep(12.5)
+        clocks.busy(0.3)
     with wall_time.recording(path):
-        _busy(0.3)
+        clocks.busy(30.0)
     rows = _rows(path)
     assert [r["ended"] for r in rows] == ["completed", "completed"]
     assert tuple(rows[0]) == wall_time.COLUMNS
-    assert float(rows[0]["wall_s"]) >= 0.25  # slept: wall time, hardly any CPU time
-    assert float(rows[0]["cpu_s"]) < float(rows[0]["wall_s"])
-    assert float(rows[1]["cpu_s"]) >= 0.25  # busy: CPU time
+    # slept: wall time, hardly any CPU time; busy: as much CPU time as wall time
+    assert [(r["wall_s"], r["cpu_s"]) for r in rows] == [("12.8", "0.3"), ("30.0", "30.0")]
     cost = wall_time.read(tmp_path)
     assert cost.sessions == 2
-    assert cost.wall_s == pytest.approx(sum(float(r["wall_s"]) for r in rows))
-    assert cost.cpu_s == pytest.approx(sum(float(r["cpu_s"]) for r in rows))
+    assert cost.wall_s == pytest.approx(42.8)
+    assert cost.cpu_s == pytest.approx(30.3)
+
+
+def test_the_cpu_clock_is_the_process_user_and_system_time(monkeypatch: pytest.MonkeyPatch):
+    times = types.SimpleNamespace(user=3.5, system=1.25)
+    monkeypatch.setattr(wall_time.os, "times", lambda: times)
+    assert wall_time._cpu_seconds() == 4.75
 
 
 @pytest.mark.parametrize(
