@@ -8,6 +8,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 
 import pytest
@@ -68,6 +69,41 @@ def run_cli(tmp_path: pathlib.Path) -> Callable[..., subprocess.CompletedProcess
         )
 
     return run
+
+
+@pytest.fixture
+def refused_in_process(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> Callable[..., str]:
+    """Runs ``mbrl-bound ARGS``'s entry point in this process on input it must refuse.
+
+    The command's checks run (``main``: mbrl present, then ``preflight``), in tmp_path,
+    but Hydra can never start: input that gets past the checks fails the test instead of
+    training. Checks exit code 2, one line on stderr and nothing written; returns the line.
+    """
+    from mbrl_bound_plugin.cli import main as cli
+
+    def hydra_must_not_start(*args, **kwargs):
+        raise AssertionError("the checks let the input through: Hydra would start the run")
+
+    monkeypatch.setattr(cli, "hydra", types.SimpleNamespace(main=hydra_must_not_start))
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(*args: str, root: bool = True) -> str:
+        argv = [*args, f"root_dir={tmp_path / 'exp'}"] if root else list(args)
+        capsys.readouterr()
+        before = sorted(tmp_path.rglob("*"))
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith("mbrl-bound: error: "), lines[0]
+        assert sorted(tmp_path.rglob("*")) == before  # nothing written
+        return lines[0]
+
+    return refuse
 
 
 @pytest.fixture
