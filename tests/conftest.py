@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 import torch
+import yaml
 
 # Budgets small enough for a test (a few seconds each on 2 CPU cores) that still go
 # through every stage of the algorithms: exploration, model training, rollouts, SAC
@@ -52,23 +54,113 @@ TINY_PETS = TINY_MODEL + [
 ]
 
 
+def run_command(
+    args: Sequence[str], cwd: pathlib.Path, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Runs ``python -m mbrl_bound_plugin ARGS`` in ``cwd``; its output is captured."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    # one thread per BLAS/OpenMP pool: tiny nets run fastest so, above all on a few busy
+    # cores (a caller's own OMP_NUM_THREADS wins)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.run(
+        [sys.executable, "-m", "mbrl_bound_plugin", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def run_cli(tmp_path: pathlib.Path) -> Callable[..., subprocess.CompletedProcess]:
     """Runs ``python -m mbrl_bound_plugin ARGS`` with ``root_dir`` in a temporary dir."""
 
     def run(*args: str, timeout: float = 600, root: bool = True) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "mbrl_bound_plugin", *args]
-        if root:
-            cmd += [f"root_dir={tmp_path / 'exp'}"]
-        env = dict(os.environ, HYDRA_FULL_ERROR="0")
-        # one thread per BLAS/OpenMP pool: tiny nets run fastest so, above all on a few
-        # busy cores (a caller's own OMP_NUM_THREADS wins)
-        env.setdefault("OMP_NUM_THREADS", "1")
-        return subprocess.run(
-            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
-        )
+        extra = [f"root_dir={tmp_path / 'exp'}"] if root else []
+        return run_command([*args, *extra], tmp_path, timeout)
 
     return run
+
+
+def read_csv(path: pathlib.Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclasses.dataclass
+class Sweep:
+    """One ``mbrl-bound -m`` command and what its jobs wrote.
+
+    Attributes:
+        proc: the finished command.
+        results: each job's ``results.csv`` rows, by the job's value of the swept key.
+    """
+
+    proc: subprocess.CompletedProcess
+    results: dict[str, list[dict[str, str]]]
+
+    def rows(self, value: str) -> list[dict[str, str]]:
+        """The job's rows; fails with the command's output if the sweep failed."""
+        assert self.proc.returncode == 0, self.proc.stderr[-3000:]
+        assert value in self.results, f"no results.csv for {value}: {sorted(self.results)}"
+        return self.results[value]
+
+
+def run_sweep(folder: pathlib.Path, swept: str, *args: str) -> Sweep:
+    """Runs ``mbrl-bound -m ARGS`` in ``folder``; reads each job's results by ``swept``."""
+    sweep_dir = folder / "sweep"
+    proc = run_command(["-m", *args, f"hydra.sweep.dir={sweep_dir}"], folder)
+    results = {}
+    for path in sorted(sweep_dir.rglob("results.csv")):
+        overrides = yaml.safe_load((path.parent / ".hydra" / "overrides.yaml").read_text())
+        value = dict(o.split("=", 1) for o in overrides)[swept]
+        assert value not in results, f"two jobs with {swept}={value}"
+        results[value] = read_csv(path)
+    return Sweep(proc, results)
+
+
+# The tasks that mbrl's own algorithms train on through the command, each algorithm in
+# one sweep, shared by every test that needs such a run (a process, not a run, per test
+# costs seconds of imports each). The MBPO sweep is written in Hydra's quoted and
+# choice() syntax, which it also tests. Its overrides.* keys are given as ++KEY=VALUE:
+# Hydra first composes the sweep's own configuration, with main.yaml's default
+# overrides (pets_cartpole), which lacks MBPO's keys.
+MBPO_TASKS = ["mbpo_inv_pendulum", "mbpo_hopper", "mbpo_halfcheetah_v5", "mbpo_mountain_car"]
+PETS_TASKS = [
+    "pets_cartpole",
+    "pets_inv_pendulum",
+    "pets_mountain_car",
+    "pets_halfcheetah_v5",
+    "pets_point_maze",
+]
+
+
+@pytest.fixture(scope="session")
+def mbpo_sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """mbrl's MBPO on every task of MBPO_TASKS (TINY_MBPO), in one ``-m`` command."""
+    return run_sweep(
+        tmp_path_factory.mktemp("mbpo_sweep"),
+        "overrides",
+        "algorithm='mbpo'",
+        f"overrides=choice({','.join(MBPO_TASKS)})",
+        *[
+            "++" + o.lstrip("+") if o.startswith(("overrides.", "+overrides.")) else o
+            for o in TINY_MBPO
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def pets_sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """mbrl's PETS on every task of PETS_TASKS (TINY_PETS), in one ``-m`` command."""
+    return run_sweep(
+        tmp_path_factory.mktemp("pets_sweep"),
+        "overrides",
+        "algorithm=pets",
+        f"overrides={','.join(PETS_TASKS)}",
+        *TINY_PETS,
+    )
 
 
 @pytest.fixture
@@ -113,8 +205,7 @@ def results(tmp_path: pathlib.Path) -> Callable[[str], list[dict[str, str]]]:
     def read(name: str = "results") -> list[dict[str, str]]:
         files = sorted((tmp_path / "exp").rglob(f"{name}.csv"))
         assert len(files) == 1, f"expected one {name}.csv, found {files}"
-        with open(files[0], newline="") as f:
-            return list(csv.DictReader(f))
+        return read_csv(files[0])
 
     return read
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import TINY_MBPO, TINY_PETS
+from conftest import MBPO_TASKS, PETS_TASKS, TINY_MBPO
 
 pytestmark = pytest.mark.slow
 
@@ -18,33 +18,27 @@ def _assert_results(rows: list[dict[str, str]], columns: set[str], num_steps: in
     assert all(math.isfinite(float(r["episode_reward"])) for r in rows)
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    ["mbpo_inv_pendulum", "mbpo_hopper", "mbpo_halfcheetah_v5", "mbpo_mountain_car"],
-)
-def test_mbpo_trains(run_cli, results, overrides):
-    proc = run_cli("algorithm=mbpo", f"overrides={overrides}", *TINY_MBPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = results()
+@pytest.mark.parametrize("overrides", MBPO_TASKS)
+def test_mbpo_trains(mbpo_sweep, overrides):
+    rows = mbpo_sweep.rows(overrides)
     _assert_results(rows, {"env_step", "episode_reward", "epoch", "rollout_length"}, 200)
     assert [int(float(r["epoch"])) for r in rows] == [0, 1]
-    assert "results in" in proc.stdout
 
 
-@pytest.mark.parametrize("overrides", ["pets_cartpole", "pets_inv_pendulum", "pets_mountain_car"])
-def test_pets_trains(run_cli, results, overrides):
-    proc = run_cli("algorithm=pets", f"overrides={overrides}", *TINY_PETS)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_results(results(), {"env_step", "episode_reward"}, 120)
+def test_each_job_says_where_its_results_are(mbpo_sweep, pets_sweep):
+    for sweep in (mbpo_sweep, pets_sweep):
+        assert sweep.proc.returncode == 0, sweep.proc.stderr[-3000:]
+        assert sweep.proc.stdout.count("results in") == len(sweep.results)
 
 
-def test_pets_halfcheetah_v5_learned_reward(run_cli, results):
-    proc = run_cli(
-        "algorithm=pets", "overrides=pets_halfcheetah_v5", *TINY_PETS, "overrides.num_steps=50"
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = results()
+@pytest.mark.parametrize("overrides", [t for t in PETS_TASKS if t != "pets_halfcheetah_v5"])
+def test_pets_trains(pets_sweep, overrides):
+    _assert_results(pets_sweep.rows(overrides), {"env_step", "episode_reward"}, 120)
+
+
+def test_pets_halfcheetah_v5_learned_reward(pets_sweep):
     # HalfCheetah never terminates: one 1000-step episode
+    rows = pets_sweep.rows("pets_halfcheetah_v5")
     assert [float(r["env_step"]) for r in rows] == [1000.0]
 
 

@@ -215,19 +215,13 @@ def test_preflight_reads_a_quoted_output_directory(tmp_path: pathlib.Path):
 
 
 @pytest.mark.slow
-def test_a_multirun_with_quoted_and_choice_syntax_runs_each_job(run_cli, tmp_path):
-    from conftest import TINY_MBPO
+def test_a_multirun_with_quoted_and_choice_syntax_runs_each_job(mbpo_sweep):
+    """conftest's MBPO sweep: ``algorithm='mbpo' overrides=choice(...)``, one job each."""
+    from conftest import MBPO_TASKS
 
-    proc = run_cli(
-        "-m",
-        "algorithm='mbpo'",
-        "overrides=mbpo_inv_pendulum_v5",
-        "seed=choice(0,1)",
-        *[o for o in TINY_MBPO if "num_steps" not in o],
-        "overrides.num_steps=100",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(sorted((tmp_path / "exp").rglob("results.csv"))) == 2
+    assert mbpo_sweep.proc.returncode == 0, mbpo_sweep.proc.stderr[-3000:]
+    assert sorted(mbpo_sweep.results) == sorted(MBPO_TASKS)
+    assert all(mbpo_sweep.results.values())
 
 
 def test_a_run_stopped_by_a_nan_is_marked_in_its_folder_until_it_runs_again(
