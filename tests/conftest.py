@@ -54,18 +54,23 @@ TINY_PETS = TINY_MODEL + [
 ]
 
 
+def one_thread_env(**extra: str) -> dict[str, str]:
+    """The environment for a test's subprocess: this one's, with ``extra``, and one
+    thread per BLAS/OpenMP pool unless OMP_NUM_THREADS is set (tiny nets run fastest so,
+    above all on a few busy cores)."""
+    env = dict(os.environ, **extra)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
 def run_command(
     args: Sequence[str], cwd: pathlib.Path, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """Runs ``python -m mbrl_bound_plugin ARGS`` in ``cwd``; its output is captured."""
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    # one thread per BLAS/OpenMP pool: tiny nets run fastest so, above all on a few busy
-    # cores (a caller's own OMP_NUM_THREADS wins)
-    env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run(
         [sys.executable, "-m", "mbrl_bound_plugin", *args],
         cwd=cwd,
-        env=env,
+        env=one_thread_env(HYDRA_FULL_ERROR="0"),
         capture_output=True,
         text=True,
         timeout=timeout,

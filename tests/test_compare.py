@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import yaml
+from conftest import one_thread_env
 from hydra import compose, initialize_config_dir
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
@@ -283,6 +284,7 @@ def test_quick_compare_end_to_end(tmp_path: pathlib.Path):
             "--",
             "device=cpu",
         ],
+        env=one_thread_env(),
         capture_output=True,
         text=True,
         timeout=900,

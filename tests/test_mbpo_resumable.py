@@ -15,7 +15,7 @@ import mbrl.algorithms.mbpo as mbpo
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MBPO
+from conftest import TINY_MBPO, one_thread_env
 
 from mbrl_bound_plugin import compose
 from mbrl_bound_plugin.algorithms.bound import train
@@ -95,6 +95,7 @@ def test_killed_mid_epoch_it_resumes_to_the_same_logs(tmp_path, mbrl_run):
     exploration = 100  # algorithm.initial_exploration_steps in TINY_MBPO
     killed = subprocess.run(
         [sys.executable, str(DRIVER), "kill-at-step", str(exploration + 150), "--", *args],
+        env=one_thread_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -103,6 +104,7 @@ def test_killed_mid_epoch_it_resumes_to_the_same_logs(tmp_path, mbrl_run):
     assert [p.name for p in list_checkpoints(run_dir / "checkpoints")] == ["step_000000100.ckpt"]
     resumed = subprocess.run(
         [sys.executable, "-m", "mbrl_bound_plugin", *args, "resume=true"],
+        env=one_thread_env(),
         capture_output=True,
         text=True,
         timeout=600,
