@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import TINY_BOUND
@@ -33,73 +32,54 @@ COMMON = ["algorithm=bound", "overrides=mbpo_inv_pendulum_v5", "device=cpu", "re
 EXPLORATION = 100  # algorithm.initial_exploration_steps in TINY_BOUND
 
 
-class Sweep:
-    """``mbrl-bound -m hydra/launcher=mbrl_bound_submitit_local OVERRIDES``, started.
+def sweep(
+    tmp_path: pathlib.Path, *overrides: str, timeout: float, exit_code: int = 0
+) -> tuple[pathlib.Path, str, str, str]:
+    """Runs ``mbrl-bound -m hydra/launcher=mbrl_bound_submitit_local OVERRIDES``.
 
     Args:
         tmp_path: where to run; the sweep directory is ``tmp_path/sweep``.
         overrides: Hydra overrides.
-        timeout: seconds from the start; past them, the command and every job are killed.
+        timeout: seconds; past them, the command and every job are killed.
+        exit_code: the command's expected exit code.
+
+    Returns:
+        The sweep directory, the jobs' stdout and stderr logs (all jobs, every attempt:
+        submitit appends to a job's logs when it requeues it), and the command's output.
     """
-
-    def __init__(self, tmp_path: pathlib.Path, *overrides: str, timeout: float) -> None:
-        self.sweep_dir = tmp_path / "sweep"
-        cmd = [
-            sys.executable,
-            "-m",
-            "mbrl_bound_plugin",
-            "-m",
-            "hydra/launcher=mbrl_bound_submitit_local",
-            f"hydra.sweep.dir={self.sweep_dir}",
-            *overrides,
-        ]
-        # one torch thread per run: the runs of a sweep start at once, on 2 cores
-        env = dict(os.environ, HYDRA_FULL_ERROR="0", OMP_NUM_THREADS="1")
-        self.deadline = time.monotonic() + timeout
-        self.timeout = timeout
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # submitit's job controllers join this process group
-        )
-
-    def kill(self) -> None:
-        """Ends the command, the controllers and their jobs, if still running."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate()
-
-    def finish(self, exit_code: int = 0) -> tuple[pathlib.Path, str, str, str]:
-        """Waits for the command (until the deadline) and checks its exit code.
-
-        Returns:
-            The sweep directory, the jobs' stdout and stderr logs (all jobs, every
-            attempt: submitit appends to a job's logs when it requeues it), and the
-            command's output.
-        """
-        try:
-            output, _ = self.proc.communicate(timeout=max(self.deadline - time.monotonic(), 0))
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"the sweep did not end in {self.timeout} s")
-        out, err = (
-            "".join(p.read_text(errors="replace") for p in sorted(self.sweep_dir.glob(pattern)))
-            for pattern in (".submitit/*/*_0_log.out", ".submitit/*/*_0_log.err")
-        )
-        rc = self.proc.returncode
-        assert rc == exit_code, f"{output[-2000:]}\n{out[-2000:]}\n{err[-2000:]}"
-        return self.sweep_dir, out, err, output
-
-
-def sweep(
-    tmp_path: pathlib.Path, *overrides: str, timeout: float, exit_code: int = 0
-) -> tuple[pathlib.Path, str, str, str]:
-    """Runs a :class:`Sweep` to its end; returns what :meth:`Sweep.finish` returns."""
-    return Sweep(tmp_path, *overrides, timeout=timeout).finish(exit_code)
+    sweep_dir = tmp_path / "sweep"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mbrl_bound_plugin",
+        "-m",
+        "hydra/launcher=mbrl_bound_submitit_local",
+        f"hydra.sweep.dir={sweep_dir}",
+        *overrides,
+    ]
+    # one torch thread per run: the runs of a sweep start at once, on 2 cores
+    env = dict(os.environ, HYDRA_FULL_ERROR="0", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # submitit's job controllers join this process group
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the command, the controllers and their jobs
+        output, _ = proc.communicate()
+        pytest.fail(f"the sweep did not end in {timeout} s:\n{output[-3000:]}")
+    out, err = (
+        "".join(p.read_text(errors="replace") for p in sorted(sweep_dir.glob(pattern)))
+        for pattern in (".submitit/*/*_0_log.out", ".submitit/*/*_0_log.err")
+    )
+    assert proc.returncode == exit_code, f"{output[-2000:]}\n{out[-2000:]}\n{err[-2000:]}"
+    return sweep_dir, out, err, output
 
 
 def rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
@@ -167,29 +147,8 @@ def assert_one_whole_run(run_dir: pathlib.Path) -> None:
     assert final["replay_buffer"]["num_stored"] == EXPLORATION + STEPS
 
 
-@pytest.fixture(scope="module")
-def long_runs(tmp_path_factory: pytest.TempPathFactory):
-    """The long run's first sweeps, started together: each spends most of its time
-    waiting for submitit's USR2 (30 s into an attempt) on one core of the machine.
-
-    ``requeued``: up to 5 requeues; ``out_of_requeues``: none (``max_num_timeout=0``).
-    """
-    runs = {
-        "requeued": Sweep(tmp_path_factory.mktemp("requeued"), *LONG_RUN, REQUEUES, timeout=300),
-        "out_of_requeues": Sweep(
-            tmp_path_factory.mktemp("out_of_requeues"),
-            *LONG_RUN,
-            "hydra.launcher.max_num_timeout=0",
-            timeout=300,
-        ),
-    }
-    yield runs
-    for run in runs.values():  # (a test that did not run, or failed)
-        run.kill()
-
-
-def test_a_timed_out_job_checkpoints_on_usr2_is_requeued_and_resumes_from_that_step(long_runs):
-    sweep_dir, out, log, _ = long_runs["requeued"].finish()
+def test_a_timed_out_job_checkpoints_on_usr2_is_requeued_and_resumes_from_that_step(tmp_path):
+    sweep_dir, out, log, _ = sweep(tmp_path, *LONG_RUN, REQUEUES, timeout=300)
     run_dir = sweep_dir / "0"
 
     # each USR2 arrived in the loop: a checkpoint at that step, then submitit's handler
@@ -204,16 +163,16 @@ def test_a_timed_out_job_checkpoints_on_usr2_is_requeued_and_resumes_from_that_s
     assert_one_whole_run(run_dir)
 
 
-def test_out_of_requeues_the_checkpoint_is_kept_and_the_same_command_continues(long_runs):
+def test_out_of_requeues_the_checkpoint_is_kept_and_the_same_command_continues(tmp_path):
     # submitit's UncompletedJobError: it gives up after max_num_timeout requeues
-    first = long_runs["out_of_requeues"]
-    sweep_dir, _, log, output = first.finish(exit_code=1)
+    no_requeue = "hydra.launcher.max_num_timeout=0"
+    sweep_dir, _, log, output = sweep(tmp_path, *LONG_RUN, no_requeue, timeout=300, exit_code=1)
     assert "UncompletedJobError: Job not requeued because: timed-out too many times" in output
     (step,) = signals_and_resumes(log)  # the USR2 still wrote its checkpoint
     run_dir = sweep_dir / "0"
     assert list_checkpoints(run_dir / "checkpoints")[-1].name == f"step_{step:09d}.ckpt"
     assert len(rows(run_dir)) == step // EPOCH
 
-    _, _, log, _ = sweep(sweep_dir.parent, *LONG_RUN, REQUEUES, timeout=300)  # the same again
+    _, _, log, _ = sweep(tmp_path, *LONG_RUN, REQUEUES, timeout=300)  # the same sweep again
     assert f"resuming from {run_dir}/checkpoints/step_{step:09d}.ckpt" in log
     assert_one_whole_run(run_dir)
