@@ -66,6 +66,11 @@ class BoundSACAgent(SACAgent):
             value (``0``: full from the start).
         policy_ratio: whether SAC's reward has the ratio term. ``False`` is an ablation:
             the model step still climbs :meth:`ratio_term`, SAC trains on ``f(r)`` only.
+        ratio_centering: subtract each SAC batch's mean ratio term from its model
+            transitions' rewards (``objective.center_ratio``): a saturated or offset
+            log-ratio then costs nothing per step, so it cannot make ending an episode
+            pay. The model step's ratio term is not centered (a constant has no
+            gradient there anyway).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class BoundSACAgent(SACAgent):
         scale: str = "none",
         warmup_epochs: int = 0,
         policy_ratio: bool = True,
+        ratio_centering: bool = False,
     ):
         super().__init__(sac_agent)
         objective.check_reward_settings(mode, gamma, lam, clip, reward_floor, scale, warmup_epochs)
@@ -92,6 +98,9 @@ class BoundSACAgent(SACAgent):
         if not isinstance(policy_ratio, bool):
             raise ValueError(f"policy_ratio must be true or false, got {policy_ratio!r}")
         self.policy_ratio = policy_ratio
+        if not isinstance(ratio_centering, bool):
+            raise ValueError(f"ratio_centering must be true or false, got {ratio_centering!r}")
+        self.ratio_centering = ratio_centering
         self.epochs_done = 0
         self.discriminator: Callable[..., torch.Tensor] | None = None
         self._reward_sum = 0.0
@@ -357,6 +366,7 @@ class BoundSACAgent(SACAgent):
             self.clip,
             self.reward_floor,
             ratio_factor=self._ratio_factor(),
+            center=self.ratio_centering and model_data,
         )
         if not torch.isfinite(rt).all():
             raise NumericalError("augmented reward is not finite")
