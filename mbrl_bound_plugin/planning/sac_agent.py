@@ -406,10 +406,27 @@ class BoundSACAgent(SACAgent):
         Returns:
             Values with the leading dims of ``obs``.
         """
+        return self._soft_value(obs, self.sac_agent.critic)
+
+    def target_value(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`value` from SAC's target critic: ``E_{a~pi}[min(Q1, Q2)_target - alpha log pi]``.
+
+        What the model's budgeted optimism tilts toward (the slowly moving critic that
+        SAC's own targets use). Differentiable in ``obs``.
+
+        Args:
+            obs: observations with any leading dims, ``... x obs_dim``.
+
+        Returns:
+            Values with the leading dims of ``obs``.
+        """
+        return self._soft_value(obs, self.sac_agent.critic_target)
+
+    def _soft_value(self, obs: torch.Tensor, critic: torch.nn.Module) -> torch.Tensor:
         sac = self.sac_agent
         flat = obs.reshape(-1, obs.shape[-1])
         act, log_pi, _ = sac.policy.sample(flat)
-        q1, q2 = sac.critic(flat, act)
+        q1, q2 = critic(flat, act)
         alpha = torch.as_tensor(sac.alpha, device=flat.device).detach()
         return (torch.min(q1, q2) - alpha * log_pi).reshape(obs.shape[:-1])
 
