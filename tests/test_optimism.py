@@ -198,3 +198,21 @@ def test_bad_optimism_settings_name_the_key():
     cfg = compose([*PENDULUM, "algorithm.optimism.method=greedy"])
     with pytest.raises(UsageError, match="algorithm.optimism: method must be one of"):
         create_bound_model(cfg, (4,), (1,))
+
+
+def test_values_without_gradient_are_taken_in_chunks(monkeypatch):
+    import mbrl_bound_plugin.models.optimism as module
+
+    monkeypatch.setattr(module, "_VALUE_CHUNK", 5)
+    calls = []
+
+    def value(next_obs):
+        calls.append(len(next_obs))
+        return _linear_value(next_obs)
+
+    model = _model()
+    tilt = BudgetedOptimism("resample", math.log(4), num_samples=4)
+    tilt.set_value(value, GAMMA, lambda act, next_obs: next_obs[:, :1] > 1e6)
+    tilted_obs, _ = _sample(model, tilt, seed=3)
+    assert calls == [5] * 9 + [3]  # 4 draws x 12 rows
+    assert tilt.pop_stats()["optimism_kl"] == pytest.approx(math.log(4))

@@ -24,6 +24,8 @@ TermFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NextObsFn = Callable[[torch.Tensor], torch.Tensor]
 # the diagnostics, as logged in results.csv (means over the rollouts' model steps)
 OPTIMISM_STATS = ("optimism_kl", "optimism_eta", "optimism_value_gain")
+# rows per call of the value function when no gradient is needed
+_VALUE_CHUNK = 65536
 
 
 class BudgetedOptimism:
@@ -99,17 +101,26 @@ class BudgetedOptimism:
         return self._resample(mean, std, act, to_next_obs, obs_dims, rng)
 
     def _scaled_value(self, next_obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``gamma * (1 - done) * V(next_obs)`` with the leading dims of ``next_obs``."""
+        """``gamma * (1 - done) * V(next_obs)`` with the leading dims of ``next_obs``.
+
+        Without gradient, in chunks of :data:`_VALUE_CHUNK` rows (``resample`` evaluates
+        ``K`` draws of every rollout row: a whole rollout step at once would hold the
+        critic's activations for millions of rows).
+        """
         value_fn, gamma, termination_fn = self._value
-        value = value_fn(next_obs).reshape(next_obs.shape[:-1])
-        if termination_fn is not None:
-            act_b = act.expand(*next_obs.shape[:-1], act.shape[-1])
-            with torch.no_grad():
-                done = termination_fn(
-                    act_b.reshape(-1, act.shape[-1]), next_obs.reshape(-1, next_obs.shape[-1])
-                )
-            value = value * (1.0 - done.to(value.dtype).reshape(value.shape))
-        return gamma * value
+        flat_obs = next_obs.reshape(-1, next_obs.shape[-1])
+        flat_act = act.expand(*next_obs.shape[:-1], act.shape[-1]).reshape(-1, act.shape[-1])
+        chunk = len(flat_obs) if torch.is_grad_enabled() else _VALUE_CHUNK
+        parts = []
+        for start in range(0, len(flat_obs), max(chunk, 1)):
+            obs_part = flat_obs[start : start + chunk]
+            value = value_fn(obs_part).reshape(len(obs_part))
+            if termination_fn is not None:
+                with torch.no_grad():
+                    done = termination_fn(flat_act[start : start + chunk], obs_part)
+                value = value * (1.0 - done.to(value.dtype).reshape(value.shape))
+            parts.append(value)
+        return gamma * torch.cat(parts).reshape(next_obs.shape[:-1])
 
     def _mean_shift(self, mean, std, act, to_next_obs, obs_dims, rng) -> torch.Tensor:
         draw = torch.normal(mean, std, generator=rng)  # (mbrl's draw)
