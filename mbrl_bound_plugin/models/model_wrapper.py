@@ -8,6 +8,8 @@ at the batch's real next states (``clamp_value``). The bound term is reduced ove
 members as mbrl reduces the NLL, so ``beta`` weighs it against each member's NLL
 whatever the ensemble size, and with ``beta > 0`` validation scores the same objective.
 With ``beta = 0`` (or before the critics are set) training is mbrl's own, unchanged.
+:meth:`BoundTransitionRewardModel.sample` can instead tilt the rollouts' samples within
+a KL budget (``models/optimism.py``, "Budgeted optimism").
 """
 
 from __future__ import annotations
