@@ -557,3 +557,21 @@ def test_centering_keeps_relative_realism_and_leaves_real_batches_alone():
 def test_ratio_centering_must_be_a_bool():
     with pytest.raises(ValueError, match="ratio_centering must be true or false"):
         _agent(ratio_centering="yes")
+
+
+def test_rollout_calibration_is_the_mean_exp_logit_of_sacs_model_rows():
+    agent = _agent(lam=0.5)
+    assert math.isnan(agent.pop_rollout_calibration())  # no discriminator yet
+    logits = torch.tensor([0.0, math.log(3.0), -math.log(2.0), math.log(0.5)])
+    agent.set_discriminator(lambda obs, act, next_obs: logits[: len(obs)])
+    obs = np.zeros((4, OBS_DIM), dtype=np.float32)
+    act = np.zeros((4, ACT_DIM), dtype=np.float32)
+    reward = np.zeros(4, dtype=np.float32)
+    agent.augmented_reward(obs[:2], act[:2], obs[:2], reward[:2])  # exp: 1, 3
+    agent.augmented_reward(obs, act, obs, reward, model_data=False)  # real rows: not counted
+    state = agent.state_dict()
+    agent.augmented_reward(obs, act, obs, reward)  # exp: 1, 3, 0.5, 0.5
+    assert agent.pop_rollout_calibration() == pytest.approx((1 + 3 + 1 + 3 + 0.5 + 0.5) / 6)
+    assert math.isnan(agent.pop_rollout_calibration())  # popped
+    agent.load_state_dict(state)  # a checkpoint keeps what is pending
+    assert agent.pop_rollout_calibration() == pytest.approx(2.0)

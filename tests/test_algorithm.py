@@ -55,6 +55,8 @@ def test_bound_trains_through_the_command_and_logs_its_diagnostics(run_cli, resu
         for column in ("env_step", "episode_reward", "rollout_length", "bound_reward"):
             assert math.isfinite(float(row[column]))
         _check_disc_columns(row)
+        # C's calibration on the rollouts SAC trained on: a mean of exp, so positive
+        assert float(row["exp_logit_rollout"]) > 0.0
     # the final checkpoint holds the run as it ended: its discriminator statistics are
     # the last row's, and the warm-up was told of both epochs
     (ckpt_dir,) = {p.parent for p in (tmp_path / "exp").rglob("*.ckpt")}

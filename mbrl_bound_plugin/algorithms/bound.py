@@ -241,7 +241,7 @@ def train(
                     bound_reward = agent.pop_bound_reward()
                     if run.bound_terms:
                         row |= {**run.disc_stats, "bound_reward": bound_reward}
-                    row |= run.optimism_stats()  # (budgeted optimism: realized KL, eta, gain)
+                    row |= run.pop_rollout_stats()  # (C's calibration on rollouts; the tilt's)
                     run.logger.log_data(mbrl.constants.RESULTS_LOG_NAME, row)
                     postfix = {"eval_return": f"{avg_reward:.1f}"}
                     if run.bound_terms:

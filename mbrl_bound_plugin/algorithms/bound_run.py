@@ -56,6 +56,7 @@ BOUND_LOG_FORMAT = mbpo.MBPO_LOG_FORMAT + [
     ("exp_logit_model", "EQ", "float"),
     ("exp_neglogit_real", "EP", "float"),
     ("bound_reward", "BR", "float"),
+    ("exp_logit_rollout", "EQR", "float"),
 ]
 OPTIMISM_LOG_FORMAT = [
     ("optimism_kl", "OKL", "float"),
@@ -414,13 +415,20 @@ class BoundRun:
             )
         self._hand_discriminator_to_players()
 
-    def optimism_stats(self) -> dict[str, float]:
-        """The budgeted optimism's diagnostics since the last call, for the epoch's
-        ``results.csv`` row (``models.optimism.OPTIMISM_STATS``); ``{}`` when the model's
-        samples are not tilted."""
-        if self.optimism is None or not self.optimism.tilts:
-            return {}
-        return self.optimism.pop_stats()
+    def pop_rollout_stats(self) -> dict[str, float]:
+        """The rollouts' diagnostics since the last call, for the epoch's ``results.csv`` row.
+
+        With the bound terms, ``exp_logit_rollout`` (the discriminator's calibration on
+        the rollouts SAC trained on, :meth:`BoundSACAgent.pop_rollout_calibration`); when
+        the model's samples are tilted, the budgeted optimism's
+        (``models.optimism.OPTIMISM_STATS``). ``{}`` for MBPO.
+        """
+        stats = {}
+        if self.bound_terms:
+            stats["exp_logit_rollout"] = self.agent.pop_rollout_calibration()
+        if self.optimism is not None and self.optimism.tilts:
+            stats |= self.optimism.pop_stats()
+        return stats
 
     def scored_sac_buffer(
         self, buffer: mbrl.util.ReplayBuffer | None

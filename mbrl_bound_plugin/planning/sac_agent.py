@@ -105,6 +105,8 @@ class BoundSACAgent(SACAgent):
         self.discriminator: Callable[..., torch.Tensor] | None = None
         self._reward_sum = 0.0
         self._reward_count = 0
+        # log-sum-exp and count of the logits of SAC's model rows (rollout calibration)
+        self._rollout_logits: tuple[float, int] = (-math.inf, 0)
         # running first and second moments of the model rewards (None: none seen yet)
         self._reward_moments: tuple[float, float] | None = None
         # model batches drawn and scored ahead: (buffer, [(batch, logit), ...]) or None
@@ -353,6 +355,8 @@ class BoundSACAgent(SACAgent):
         elif logit is None:
             logit = self.logits(obs, act, next_obs)
         logit = logit.cpu()  # (a no-op when it is there already)
+        if model_data and self.discriminator is not None and self.policy_ratio:
+            self._count_rollout_logits(logit)
         if self.mode == "bound":
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.
@@ -430,6 +434,24 @@ class BoundSACAgent(SACAgent):
         alpha = torch.as_tensor(sac.alpha, device=flat.device).detach()
         return (torch.min(q1, q2) - alpha * log_pi).reshape(obs.shape[:-1])
 
+    def _count_rollout_logits(self, logit: torch.Tensor) -> None:
+        if logit.numel():
+            lse, count = self._rollout_logits
+            batch = torch.logsumexp(logit.double().flatten(), 0).item()
+            self._rollout_logits = (float(np.logaddexp(lse, batch)), count + logit.numel())
+
+    def pop_rollout_calibration(self) -> float:
+        """``mean exp(logit C)`` over the model rows of SAC's batches since the last call.
+
+        The rows are rollouts: model next states at the rollouts' own states and the
+        policy's actions, scored by the current discriminator. Like ``exp_logit_model`` on
+        the discriminator's held-out replay rows, 1 for a calibrated log-ratio. NaN when
+        SAC's reward read no logit (no discriminator yet, or no ratio term).
+        """
+        lse, count = self._rollout_logits
+        self._rollout_logits = (-math.inf, 0)
+        return math.exp(lse - math.log(count)) if count else math.nan
+
     def pop_bound_reward(self) -> float:
         """Mean augmented reward of the SAC batches since the last call (NaN if none)."""
         mean = self._reward_sum / self._reward_count if self._reward_count else float("nan")
@@ -437,13 +459,15 @@ class BoundSACAgent(SACAgent):
         return mean
 
     def state_dict(self) -> dict[str, Any]:
-        """SAC's networks, optimizers and temperature, the pending bound-reward mean, the
-        ratio scale's running moments and the warm-up's epoch count."""
+        """SAC's networks, optimizers and temperature, the pending bound-reward mean and
+        rollout calibration, the ratio scale's running moments and the warm-up's epoch
+        count."""
         return {
             "sac": run_state.state_dict(self.sac_agent),
             "bound_reward": (self._reward_sum, self._reward_count),
             "reward_moments": self._reward_moments,
             "epochs_done": self.epochs_done,
+            "rollout_logits": self._rollout_logits,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -452,3 +476,4 @@ class BoundSACAgent(SACAgent):
         self._reward_sum, self._reward_count = state["bound_reward"]
         self._reward_moments = state["reward_moments"]
         self.epochs_done = state["epochs_done"]
+        self._rollout_logits = tuple(state.get("rollout_logits", (-math.inf, 0)))
