@@ -216,3 +216,17 @@ def test_values_without_gradient_are_taken_in_chunks(monkeypatch):
     tilted_obs, _ = _sample(model, tilt, seed=3)
     assert calls == [5] * 9 + [3]  # 4 draws x 12 rows
     assert tilt.pop_stats()["optimism_kl"] == pytest.approx(math.log(4))
+
+
+def test_mean_shift_in_chunks_is_the_same_shift(monkeypatch):
+    import mbrl_bound_plugin.models.optimism as module
+
+    model = _model()
+    whole = BudgetedOptimism("mean_shift", 0.2)
+    whole.set_value(_linear_value, GAMMA, None)
+    expected, _ = _sample(model, whole)
+    monkeypatch.setattr(module, "_VALUE_CHUNK", 5)
+    chunked = BudgetedOptimism("mean_shift", 0.2)
+    chunked.set_value(_linear_value, GAMMA, None)
+    torch.testing.assert_close(_sample(model, chunked)[0], expected)
+    assert chunked.pop_stats() == pytest.approx(whole.pop_stats())

@@ -105,7 +105,7 @@ class BudgetedOptimism:
 
         Without gradient, in chunks of :data:`_VALUE_CHUNK` rows (``resample`` evaluates
         ``K`` draws of every rollout row: a whole rollout step at once would hold the
-        critic's activations for millions of rows).
+        critic's activations for millions of rows); with gradient, the caller chunks.
         """
         value_fn, gamma, termination_fn = self._value
         flat_obs = next_obs.reshape(-1, next_obs.shape[-1])
@@ -127,9 +127,16 @@ class BudgetedOptimism:
         sigma = std[..., :obs_dims]
         with torch.enable_grad():  # (mbrl's ModelEnv steps under no_grad)
             at_mean = mean[..., :obs_dims].detach().requires_grad_(True)
-            value = self._scaled_value(to_next_obs(at_mean), act)
-            (grad,) = torch.autograd.grad(value.sum(), at_mean, allow_unused=True)
-        grad = torch.zeros_like(at_mean) if grad is None else grad.detach()
+            next_at_mean = to_next_obs(at_mean)
+            grad = torch.zeros_like(at_mean)
+            for start in range(0, len(at_mean), _VALUE_CHUNK):  # (the critic's graph by parts)
+                rows = slice(start, start + _VALUE_CHUNK)
+                value = self._scaled_value(next_at_mean[rows], act[rows])
+                (part,) = torch.autograd.grad(
+                    value.sum(), at_mean, retain_graph=True, allow_unused=True
+                )
+                if part is not None:
+                    grad += part
         delta = optimism.mean_shift(sigma, grad, self.kl_budget)
         tilted = torch.cat([draw[..., :obs_dims] + delta, draw[..., obs_dims:]], dim=-1)
         if self._recording:
