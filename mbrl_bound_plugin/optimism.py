@@ -23,7 +23,7 @@ import torch
 OPTIMISM_METHODS = ("none", "mean_shift", "resample")
 # bisection on log(eta / spread of gamma V): the bracket and the number of halvings
 _LOG_ETA_RANGE = (-40.0, 10.0)
-_BISECTION_STEPS = 64
+_BISECTION_STEPS = 48
 
 
 def check_optimism_settings(method: str, kl_budget: float, num_samples: int = 16) -> None:
