@@ -195,7 +195,10 @@ def test_a_deterministic_model_refuses_a_budget():
 
 
 def test_bad_optimism_settings_name_the_key():
-    cfg = compose([*PENDULUM, "algorithm.optimism.method=greedy"])
+    with pytest.raises(UsageError, match="algorithm.optimism: method must be one of"):
+        compose([*PENDULUM, "algorithm.optimism.method=greedy"])
+    cfg = compose(PENDULUM)
+    cfg.algorithm.optimism.method = "greedy"  # (as a launcher's process gets it: checked again)
     with pytest.raises(UsageError, match="algorithm.optimism: method must be one of"):
         create_bound_model(cfg, (4,), (1,))
 
