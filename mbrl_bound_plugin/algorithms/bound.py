@@ -11,6 +11,7 @@ the model loss, (3) SAC on the augmented reward. What the run owns lives in
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import gymnasium as gym
@@ -63,7 +64,9 @@ def discriminator_step(
     obs = batch.obs.astype(np.float32)
     act = batch.act.astype(np.float32)
     model_state = model_env.reset(obs, return_as_np=True)
-    model_next_obs, *_ = model_env.step(act, model_state, sample=True)
+    tilt = getattr(model_env.dynamics_model, "optimism", None)
+    with tilt.unrecorded() if tilt is not None else contextlib.nullcontext():
+        model_next_obs, *_ = model_env.step(act, model_state, sample=True)  # (tilted, if so)
     return discriminator.fit(obs, act, batch.next_obs, model_next_obs, generator=generator)
 
 
@@ -238,6 +241,7 @@ def train(
                     bound_reward = agent.pop_bound_reward()
                     if run.bound_terms:
                         row |= {**run.disc_stats, "bound_reward": bound_reward}
+                    row |= run.pop_rollout_stats()  # (C's calibration on rollouts; the tilt's)
                     run.logger.log_data(mbrl.constants.RESULTS_LOG_NAME, row)
                     postfix = {"eval_return": f"{avg_reward:.1f}"}
                     if run.bound_terms:

@@ -37,6 +37,7 @@ from mbrl.third_party.pytorch_sac import VideoRecorder
 from mbrl_bound_plugin.errors import NumericalError, UsageError
 from mbrl_bound_plugin.models.discriminator import Discriminator
 from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
+from mbrl_bound_plugin.models.optimism import BudgetedOptimism
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 from mbrl_bound_plugin.util import state as run_state
 
@@ -55,6 +56,12 @@ BOUND_LOG_FORMAT = mbpo.MBPO_LOG_FORMAT + [
     ("exp_logit_model", "EQ", "float"),
     ("exp_neglogit_real", "EP", "float"),
     ("bound_reward", "BR", "float"),
+    ("exp_logit_rollout", "EQR", "float"),
+]
+OPTIMISM_LOG_FORMAT = [
+    ("optimism_kl", "OKL", "float"),
+    ("optimism_eta", "OETA", "float"),
+    ("optimism_value_gain", "OVG", "float"),
 ]
 MODEL_BOUND_LOG_FORMAT = [
     ("model_nll", "NLL", "float"),
@@ -116,6 +123,7 @@ def create_bound_model(
     Returns:
         The wrapped model.
     """
+    tilt = create_optimism(cfg)
     base = mbrl.util.common.create_one_dim_tr_model(cfg, obs_shape, act_shape)
     floor = cfg.overrides.get("model_min_logvar")
     if floor is not None:  # a task whose real changes vary less than mbrl's sigma floor
@@ -127,9 +135,26 @@ def create_bound_model(
             )
         with torch.no_grad():
             min_logvar.fill_(float(floor))
-    return instantiate(
+    if tilt.tilts and getattr(base.model, "deterministic", False):
+        raise UsageError(
+            f"algorithm.optimism.kl_budget={tilt.kl_budget} needs a model with a variance, "
+            "and this ensemble is deterministic; set algorithm.optimism.kl_budget=0 or "
+            "dynamics_model.deterministic=false"
+        )
+    wrapper_kwargs = {}
+    if tilt.method != "none":  # the optimism replaces the model term: NLL-only training
+        wrapper_kwargs["beta"] = 0.0
+        if cfg.algorithm.model_wrapper.get("beta", 0.0) > 0:
+            log.info(
+                "algorithm.optimism.method=%s: the model is trained by NLL alone, as in "
+                "MBPO (algorithm.model_wrapper.beta=%s is not used)",
+                tilt.method,
+                cfg.algorithm.model_wrapper.beta,
+            )
+    model = instantiate(
         cfg.algorithm.model_wrapper,
         "algorithm.model_wrapper",
+        **wrapper_kwargs,
         model=base.model,
         target_is_delta=base.target_is_delta,
         normalize=base.input_normalizer is not None,
@@ -139,6 +164,25 @@ def create_bound_model(
         no_delta_list=base.no_delta_list,
         num_elites=base.num_elites,
     )
+    model.set_optimism(tilt if tilt.method != "none" else None)
+    return model
+
+
+def create_optimism(cfg: omegaconf.DictConfig) -> BudgetedOptimism:
+    """The model's budgeted optimism from ``cfg.algorithm.optimism`` (absent: none).
+
+    Raises:
+        UsageError: invalid settings, naming the key.
+    """
+    node = cfg.algorithm.get("optimism") or {}
+    try:
+        return BudgetedOptimism(
+            method=node.get("method", "none"),
+            kl_budget=node.get("kl_budget", 0.0),
+            num_samples=node.get("num_samples", 16),
+        )
+    except ValueError as e:
+        raise UsageError(f"algorithm.optimism: {e}") from e
 
 
 class BoundRun:
@@ -216,9 +260,16 @@ class BoundRun:
         self.discriminator: Discriminator | None = None
         if self.bound_terms:
             self.discriminator = self._build_discriminator()
+        # the model's budgeted optimism (rollout time): V from SAC's target critic
+        self.optimism = self.dynamics_model.optimism
+        if self.optimism is not None:
+            self.optimism.set_value(self.agent.target_value, self.agent.gamma, termination_fn)
+        log_format = BOUND_LOG_FORMAT if self.bound_terms else mbpo.MBPO_LOG_FORMAT
+        if self.optimism is not None and self.optimism.tilts:
+            log_format = log_format + OPTIMISM_LOG_FORMAT
         self.logger.register_group(
             mbrl.constants.RESULTS_LOG_NAME,
-            BOUND_LOG_FORMAT if self.bound_terms else mbpo.MBPO_LOG_FORMAT,
+            log_format,
             color="green",
             dump_frequency=1,
         )
@@ -364,6 +415,21 @@ class BoundRun:
             )
         self._hand_discriminator_to_players()
 
+    def pop_rollout_stats(self) -> dict[str, float]:
+        """The rollouts' diagnostics since the last call, for the epoch's ``results.csv`` row.
+
+        With the bound terms, ``exp_logit_rollout`` (the discriminator's calibration on
+        the rollouts SAC trained on, :meth:`BoundSACAgent.pop_rollout_calibration`); when
+        the model's samples are tilted, the budgeted optimism's
+        (``models.optimism.OPTIMISM_STATS``). ``{}`` for MBPO.
+        """
+        stats = {}
+        if self.bound_terms:
+            stats["exp_logit_rollout"] = self.agent.pop_rollout_calibration()
+        if self.optimism is not None and self.optimism.tilts:
+            stats |= self.optimism.pop_stats()
+        return stats
+
     def scored_sac_buffer(
         self, buffer: mbrl.util.ReplayBuffer | None
     ) -> mbrl.util.ReplayBuffer | None:
@@ -419,6 +485,7 @@ class BoundRun:
                 "model_train_iteration": self.model_trainer._train_iteration,
             },
             "disc_stats": dict(self.disc_stats),
+            "optimism": None if self.optimism is None else self.optimism.state_dict(),
             "discriminator_ready": self.discriminator_ready,
             "model": run_state.state_dict(self.dynamics_model),
             "model_optimizer": self.model_trainer.optimizer.state_dict(),
@@ -454,6 +521,8 @@ class BoundRun:
             self.discriminator.optimizer.load_state_dict(state["discriminator_optimizer"])
         self.agent.load_state_dict(state["agent"])
         self.disc_stats = dict(state["disc_stats"])
+        if self.optimism is not None and state.get("optimism") is not None:
+            self.optimism.load_state_dict(state["optimism"])
         self.discriminator_ready = state["discriminator_ready"]
         if self.discriminator_ready:  # (first: it scores what SAC's buffer loads unscored)
             self._hand_discriminator_to_players()
