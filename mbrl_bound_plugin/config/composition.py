@@ -592,17 +592,17 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
 
 
 def _check_optimism(cfg: omegaconf.DictConfig) -> None:
-    """``algorithm.optimism.*`` (:func:`mbrl_bound_plugin.optimism.check_optimism_settings`).
+    """``algorithm.optimism.*`` (:func:`mbrl_bound_plugin.kl_budget.check_optimism_settings`).
 
     Whether the model has a variance to spend a budget in is checked when the run builds it.
     """
     node = cfg.algorithm.get("optimism")
     if node is None:
         return
-    from mbrl_bound_plugin import optimism
+    from mbrl_bound_plugin import kl_budget
 
     try:
-        optimism.check_optimism_settings(
+        kl_budget.check_optimism_settings(
             node.get("method", "none"), node.get("kl_budget", 0.0), node.get("num_samples", 16)
         )
     except ValueError as e:

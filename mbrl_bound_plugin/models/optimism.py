@@ -4,7 +4,7 @@
 value, ``q ∝ q_mle * exp(gamma V / eta)``, spending ``kl_budget`` nats of
 ``KL(q || q_mle)`` per transition. ``q_mle`` is the ensemble as mbrl trains it (NLL
 only); ``V`` is SAC's soft value from its target critic, 0 at next states the task's
-termination function marks terminal. The math is in :mod:`mbrl_bound_plugin.optimism`;
+termination function marks terminal. The math is in :mod:`mbrl_bound_plugin.kl_budget`;
 this class draws the samples, calls the value function and keeps the diagnostics.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mbrl_bound_plugin import optimism
+from mbrl_bound_plugin import kl_budget as budget
 
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
 TermFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -42,11 +42,11 @@ class BudgetedOptimism:
         num_samples: ``K``, draws per transition for ``"resample"``.
 
     Raises:
-        ValueError: saying what to change (:func:`optimism.check_optimism_settings`).
+        ValueError: saying what to change (see ``kl_budget.check_optimism_settings``).
     """
 
     def __init__(self, method: str = "none", kl_budget: float = 0.0, num_samples: int = 16):
-        optimism.check_optimism_settings(method, kl_budget, num_samples)
+        budget.check_optimism_settings(method, kl_budget, num_samples)
         self.method = method
         self.kl_budget = float(kl_budget)
         self.num_samples = int(num_samples)
@@ -137,7 +137,7 @@ class BudgetedOptimism:
                 )
                 if part is not None:
                     grad += part
-        delta = optimism.mean_shift(sigma, grad, self.kl_budget)
+        delta = budget.mean_shift(sigma, grad, self.kl_budget)
         tilted = torch.cat([draw[..., :obs_dims] + delta, draw[..., obs_dims:]], dim=-1)
         if self._recording:
             _, gamma, _ = self._value
@@ -147,8 +147,8 @@ class BudgetedOptimism:
                 with torch.random.fork_rng(devices=devices):
                     at_tilted = self._scaled_value(to_next_obs(tilted[..., :obs_dims]), act)
                 gain = at_tilted - self._scaled_value(to_next_obs(draw[..., :obs_dims]), act)
-            eta = optimism.mean_shift_temperature(sigma, grad / gamma, self.kl_budget, gamma)
-            self._record(optimism.gaussian_shift_kl(delta, sigma), gain, eta)
+            eta = budget.mean_shift_temperature(sigma, grad / gamma, self.kl_budget, gamma)
+            self._record(budget.gaussian_shift_kl(delta, sigma), gain, eta)
         return tilted
 
     def _resample(self, mean, std, act, to_next_obs, obs_dims, rng) -> torch.Tensor:
@@ -157,10 +157,10 @@ class BudgetedOptimism:
         draws = mean + std * noise  # K x B x out, from q_mle
         with torch.no_grad():
             scaled = self._scaled_value(to_next_obs(draws[..., :obs_dims]), act).T  # B x K
-        eta, weights, kl = optimism.solve_temperature(scaled, self.kl_budget)
+        eta, weights, kl = budget.solve_temperature(scaled, self.kl_budget)
         kept = torch.multinomial(weights.float(), 1, generator=rng).squeeze(-1)
         if self._recording:
-            self._record(kl, optimism.value_gain(weights, scaled), eta)
+            self._record(kl, budget.value_gain(weights, scaled), eta)
         return draws[kept, torch.arange(mean.shape[0], device=mean.device)]
 
     def _record(self, kl: torch.Tensor, gain: torch.Tensor, eta: torch.Tensor) -> None:
