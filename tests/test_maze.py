@@ -353,6 +353,29 @@ def test_maze_exploration_counts_episodes_and_goal_visits(tmp_path):
     assert stats["right_of_wall"] == pytest.approx(2 / 350)
 
 
+def test_maze_exploration_reads_which_evaluations_reached_the_goal(tmp_path, capsys):
+    """A seed succeeds when its last evaluation reached the goal; the first success's step
+    and the count of successful evaluations come from results.csv."""
+    from conftest import load_benchmark
+
+    module = load_benchmark("maze_exploration")
+    never = 0.01 * MAX_EPISODE_STEPS  # 1.5: no step in the goal
+    once = never - 0.01 + 1.0  # one step in the goal
+    path = tmp_path / "results.csv"
+    path.write_text(
+        f"env_step,episode_reward\n299,{never}\n599,{once}\n899,{never}\n1199,{never + 30}\n"
+    )
+    assert module.evaluations(path) == {
+        "evaluations": 4,
+        "successes": 2,
+        "last_success": 1.0,
+        "first_success_step": 599.0,
+    }
+    path.write_text(f"env_step,episode_reward\n299,{never}\n599,{never + 1e-9}\n")
+    e = module.evaluations(path)
+    assert e["successes"] == 0 and e["last_success"] == 0.0 and math.isnan(e["first_success_step"])
+
+
 # ----------------------------------------------------------------------------- PointMaze-v1
 
 
