@@ -32,6 +32,7 @@ import mbrl.util.common
 import numpy as np
 import omegaconf
 import torch
+import tqdm
 from mbrl.third_party.pytorch_sac import VideoRecorder
 
 from mbrl_bound_plugin.errors import NumericalError, UsageError
@@ -391,6 +392,39 @@ class BoundRun:
             ratio_fn=self.agent.ratio_term,
             termination_fn=self.model_env.termination_fn,
         )
+
+    def progress_bar(self) -> tqdm.tqdm:
+        """The training loop's progress bar over ``overrides.num_steps`` (off when silent).
+
+        It starts at :attr:`env_steps`, so that a resumed run shows the steps already done.
+        """
+        return tqdm.tqdm(
+            total=self.cfg.overrides.num_steps,
+            initial=min(self.env_steps, self.cfg.overrides.num_steps),
+            desc=str(self.cfg.algorithm.name),
+            unit="step",
+            disable=self.silent,
+            leave=False,
+        )
+
+    def bound_stats(self) -> dict[str, float]:
+        """At an epoch's end: what ``results.csv`` gets beside mbrl's MBPO columns.
+
+        The last discriminator step's diagnostics (:data:`DISC_STATS`) and ``bound_reward``,
+        the mean augmented reward of SAC's batches since the last call; nothing when the
+        run has no bound terms (``algorithm=mbpo_resumable``).
+        """
+        bound_reward = self.agent.pop_bound_reward()  # (reset every epoch, used or not)
+        if not self.bound_terms:
+            return {}
+        return {**self.disc_stats, "bound_reward": bound_reward}
+
+    def progress_postfix(self, avg_reward: float) -> dict[str, str]:
+        """What the progress bar shows after an epoch: the evaluation return, C's accuracy."""
+        postfix = {"eval_return": f"{avg_reward:.1f}"}
+        if self.bound_terms:
+            postfix["disc_acc"] = f"{self.disc_stats['disc_accuracy']:.2f}"
+        return postfix
 
     @contextlib.contextmanager
     def numerical_guard(self) -> Iterator[None]:
