@@ -40,6 +40,7 @@ from mbrl_bound_plugin.models.discriminator import Discriminator
 from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 from mbrl_bound_plugin.util import state as run_state
+from mbrl_bound_plugin.util.console import ConsoleLogger
 
 # the discriminator step's diagnostics, as logged in results.csv (held-out rows)
 DISC_STATS = (
@@ -195,7 +196,10 @@ class BoundRun:
             sac_agent=hydra.utils.instantiate(cfg.algorithm.agent),
         )
         pathlib.Path(self.work_dir).mkdir(parents=True, exist_ok=True)
-        self.logger = mbrl.util.Logger(self.work_dir, enable_back_compatible=True)
+        # (mbrl's Logger; on the console only the results line, unless cfg.verbose)
+        self.logger = ConsoleLogger(
+            self.work_dir, enable_back_compatible=True, verbose=bool(cfg.get("verbose", False))
+        )
         self.video_recorder = VideoRecorder(self.work_dir if cfg.get("save_video") else None)
 
         self.rng = np.random.default_rng(seed=cfg.seed)  # (also the replay buffer's)
