@@ -32,6 +32,7 @@ import mbrl.util.common
 import numpy as np
 import omegaconf
 import torch
+import tqdm
 from mbrl.third_party.pytorch_sac import VideoRecorder
 
 from mbrl_bound_plugin.errors import NumericalError, UsageError
@@ -40,6 +41,7 @@ from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
 from mbrl_bound_plugin.models.optimism import BudgetedOptimism
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 from mbrl_bound_plugin.util import state as run_state
+from mbrl_bound_plugin.util.console import ConsoleLogger
 
 # the discriminator step's diagnostics, as logged in results.csv (held-out rows)
 DISC_STATS = (
@@ -238,7 +240,10 @@ class BoundRun:
             sac_agent=hydra.utils.instantiate(cfg.algorithm.agent),
         )
         pathlib.Path(self.work_dir).mkdir(parents=True, exist_ok=True)
-        self.logger = mbrl.util.Logger(self.work_dir, enable_back_compatible=True)
+        # (mbrl's Logger; on the console only the results line, unless cfg.verbose)
+        self.logger = ConsoleLogger(
+            self.work_dir, enable_back_compatible=True, verbose=bool(cfg.get("verbose", False))
+        )
         self.video_recorder = VideoRecorder(self.work_dir if cfg.get("save_video") else None)
 
         self.rng = np.random.default_rng(seed=cfg.seed)  # (also the replay buffer's)
@@ -457,6 +462,39 @@ class BoundRun:
             ratio_fn=self.agent.ratio_term,
             termination_fn=self.model_env.termination_fn,
         )
+
+    def progress_bar(self) -> tqdm.tqdm:
+        """The training loop's progress bar over ``overrides.num_steps`` (off when silent).
+
+        It starts at :attr:`env_steps`, so that a resumed run shows the steps already done.
+        """
+        return tqdm.tqdm(
+            total=self.cfg.overrides.num_steps,
+            initial=min(self.env_steps, self.cfg.overrides.num_steps),
+            desc=str(self.cfg.algorithm.name),
+            unit="step",
+            disable=self.silent,
+            leave=False,
+        )
+
+    def bound_stats(self) -> dict[str, float]:
+        """At an epoch's end: what ``results.csv`` gets beside mbrl's MBPO columns.
+
+        The last discriminator step's diagnostics (:data:`DISC_STATS`) and ``bound_reward``,
+        the mean augmented reward of SAC's batches since the last call, when the run has
+        the bound terms (not ``algorithm=mbpo_resumable``); then the rollouts' own
+        (:meth:`pop_rollout_stats`).
+        """
+        bound_reward = self.agent.pop_bound_reward()  # (reset every epoch, used or not)
+        stats = {**self.disc_stats, "bound_reward": bound_reward} if self.bound_terms else {}
+        return stats | self.pop_rollout_stats()
+
+    def progress_postfix(self, avg_reward: float) -> dict[str, str]:
+        """What the progress bar shows after an epoch: the evaluation return, C's accuracy."""
+        postfix = {"eval_return": f"{avg_reward:.1f}"}
+        if self.bound_terms:
+            postfix["disc_acc"] = f"{self.disc_stats['disc_accuracy']:.2f}"
+        return postfix
 
     @contextlib.contextmanager
     def numerical_guard(self) -> Iterator[None]:
