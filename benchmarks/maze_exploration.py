@@ -3,6 +3,11 @@
     python benchmarks/maze_exploration.py exp/v2/point_maze          # every run below it
     python benchmarks/maze_exploration.py RUN_DIR [RUN_DIR ...]
 
+Besides the buffer, each run's ``results.csv`` (one evaluation episode per epoch) gives
+whether its last evaluation reached the goal (the success of a seed, as the maze's
+calibration counts it: docs/maze.md), how many evaluations did, and the environment
+step of the first that did; a last line per folder counts the successful seeds.
+
 Reads each run's ``replay_buffer.npz`` (every real transition: initial exploration and
 training episodes, as mbrl saves it) and prints, per run: transitions, episodes,
 transitions inside the goal disc, episodes that reached the goal,
@@ -56,6 +61,34 @@ def exploration(buffer_path: pathlib.Path) -> dict[str, float]:
     }
 
 
+# an evaluation episode that spent at least one step in the goal disc returns at least
+# this much more than one that never did (MAX_EPISODE_STEPS * STEP_REWARD)
+SUCCESS_MARGIN = (maze.GOAL_REWARD - maze.STEP_REWARD) / 2
+
+
+def evaluations(results_path: pathlib.Path) -> dict[str, float]:
+    """Which of a run's evaluation episodes reached the goal (its ``results.csv``).
+
+    Args:
+        results_path: a run's ``results.csv`` (``env_step``, ``episode_reward`` per epoch).
+
+    Returns:
+        ``evaluations``, ``successes`` (how many reached the goal), ``last_success``
+        (1.0 or 0.0: the last one did) and ``first_success_step`` (the ``env_step`` of the
+        first that did; NaN if none did).
+    """
+    rows = np.genfromtxt(results_path, delimiter=",", names=True, ndmin=1)
+    floor = maze.MAX_EPISODE_STEPS * maze.STEP_REWARD + SUCCESS_MARGIN
+    reached = rows["episode_reward"] > floor
+    first = rows["env_step"][reached][0] if reached.any() else float("nan")
+    return {
+        "evaluations": len(rows),
+        "successes": int(reached.sum()),
+        "last_success": float(reached[-1]) if len(rows) else 0.0,
+        "first_success_step": float(first),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prints one line per run found under the given folders."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,13 +98,28 @@ def main(argv: list[str] | None = None) -> int:
     if not buffers:
         print("no replay_buffer.npz under the given folders", file=sys.stderr)
         return 2
-    print("run | transitions | episodes | goal transitions | goal episodes | right of wall | max x")
+    print(
+        "run | transitions | episodes | goal transitions | goal episodes | right of wall | "
+        "max x | last eval reached | evals reached | first reached at step"
+    )
+    successful: dict[pathlib.Path, list[float]] = {}
     for path in buffers:
         s = exploration(path)
-        print(
+        line = (
             f"{path.parent} | {s['transitions']} | {s['episodes']} | {s['goal_transitions']} | "
             f"{s['goal_episodes']} | {s['right_of_wall']:.3f} | {s['max_x']:.2f}"
         )
+        results = path.parent / "results.csv"
+        if results.exists():
+            e = evaluations(results)
+            first = "-" if np.isnan(e["first_success_step"]) else f"{e['first_success_step']:.0f}"
+            line += f" | {'yes' if e['last_success'] else 'no'} | "
+            line += f"{e['successes']}/{e['evaluations']} | {first}"
+            successful.setdefault(path.parent.parent, []).append(e["last_success"])
+        print(line)
+    for folder, seeds in successful.items():
+        reached = int(sum(seeds))
+        print(f"{folder}: {reached} of {len(seeds)} runs reached the goal at their last evaluation")
     return 0
 
 

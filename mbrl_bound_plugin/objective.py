@@ -162,6 +162,7 @@ def augmented_reward(
     clip: float,
     reward_floor: float | None,
     ratio_factor: float = 1.0,
+    center: bool = False,
 ) -> torch.Tensor:
     """The reward SAC maximizes inside the model (deep algorithm, step 3).
 
@@ -184,6 +185,9 @@ def augmented_reward(
             ``"bound"``, unused in mode ``"scaled"``.
         ratio_factor: a further factor on the ratio's weight (the agent's scale and
             warm-up); 1 by default.
+        center: subtract the batch mean of the ratio term (:func:`center_ratio`), so
+            that a constant offset of the logit (a saturated or biased discriminator)
+            adds nothing to the reward and only relative realism is paid.
 
     Returns:
         The augmented reward, same shape as ``reward``.
@@ -200,7 +204,29 @@ def augmented_reward(
             f"{tuple(logit.shape)}; reshape one of them (e.g. squeeze a trailing 1)"
         )
     ratio = ratio_term(logit, ratio_weight(mode, lam) * ratio_factor, clip)
+    if center:
+        ratio = center_ratio(ratio)
     return task_reward_term(reward, mode, gamma, reward_floor) + ratio
+
+
+def center_ratio(ratio: torch.Tensor) -> torch.Tensor:
+    """The ratio term minus its mean over the batch: ``g - mean(g)``.
+
+    A per-step constant in the reward changes the value of ending an episode: a
+    saturated log-ratio (``g = -w * c`` everywhere) is a cost of ``w * c`` per step, and
+    when it exceeds the task's reward, terminating pays. Centered, a constant ``g`` is
+    0 and only the differences between the batch's transitions (relative realism)
+    reach SAC.
+
+    Args:
+        ratio: the ratio term of one batch, any shape (an empty batch is returned as is).
+
+    Returns:
+        A tensor of the shape of ``ratio``, with mean 0.
+    """
+    if ratio.numel() == 0:
+        return ratio
+    return ratio - ratio.mean()
 
 
 def value_bounds(

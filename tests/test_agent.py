@@ -499,3 +499,79 @@ def test_policy_ratio_off_still_tracks_the_ratio_scale_for_the_model():
 def test_policy_ratio_must_be_a_bool():
     with pytest.raises(ValueError, match="policy_ratio"):
         _agent(policy_ratio="no")
+
+
+# --- ratio centering: a saturated log-ratio must not make terminating pay ---
+
+
+def _terminating_batch_targets(agent: BoundSACAgent, reward: float) -> tuple[float, float]:
+    """SAC's targets ``rt + gamma (1 - done) V`` for an alive and a terminal transition.
+
+    Half the batch is alive, half terminal, every reward ``reward``, and the discriminator
+    is saturated (a constant, very negative logit). ``V`` at the alive next state is the
+    value of staying alive forever under the same reward, ``rt / (1 - gamma)``.
+    """
+    agent.set_discriminator(_constant_logit(-1e4))
+    rows = 8
+    obs = np.zeros((rows, OBS_DIM), dtype=np.float32)
+    act = np.zeros((rows, ACT_DIM), dtype=np.float32)
+    rt = agent.augmented_reward(obs, act, obs, np.full(rows, reward, dtype=np.float32))
+    done = np.arange(rows) % 2 == 1
+    gamma = agent.gamma
+    value = float(rt[~done].mean()) / (1.0 - gamma)
+    targets = rt.numpy() + gamma * (1.0 - done) * value
+    return float(targets[~done].mean()), float(targets[done].mean())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "scaled", "lam": 0.5, "clip": 10.0},  # lam * c = 5 > the reward 1
+        {"mode": "bound", "clip": 10.0, "reward_floor": -1.0},  # c = 10 > (1-gamma) log 2
+    ],
+)
+def test_centering_keeps_the_alive_versus_terminal_order_of_no_ratio_term(kwargs):
+    no_ratio = _terminating_batch_targets(_agent(**kwargs, policy_ratio=False), 1.0)
+    raw = _terminating_batch_targets(_agent(**kwargs), 1.0)
+    centered = _terminating_batch_targets(_agent(**kwargs, ratio_centering=True), 1.0)
+    assert no_ratio[0] > no_ratio[1]  # staying alive is worth more than ending
+    assert raw[0] < raw[1]  # uncentered, the saturated ratio makes ending pay
+    assert centered[0] > centered[1]
+    np.testing.assert_allclose(centered, no_ratio, rtol=1e-5)
+
+
+def test_centering_keeps_relative_realism_and_leaves_real_batches_alone():
+    agent = _agent(lam=0.5, clip=10.0, ratio_centering=True)
+    logits = torch.tensor([-4.0, -2.0, 0.0, 2.0])
+    agent.set_discriminator(lambda obs, act, next_obs: logits[: len(obs)])
+    obs = np.zeros((4, OBS_DIM), dtype=np.float32)
+    act = np.zeros((4, ACT_DIM), dtype=np.float32)
+    reward = np.full(4, 1.0, dtype=np.float32)
+    g = 0.5 * 10.0 * np.tanh(logits.numpy() / 10.0)
+    rt = agent.augmented_reward(obs, act, obs, reward)
+    np.testing.assert_allclose(rt.numpy(), 1.0 + g - g.mean(), rtol=1e-6)
+    real = agent.augmented_reward(obs, act, obs, reward, model_data=False)
+    np.testing.assert_allclose(real.numpy(), reward)
+
+
+def test_ratio_centering_must_be_a_bool():
+    with pytest.raises(ValueError, match="ratio_centering must be true or false"):
+        _agent(ratio_centering="yes")
+
+
+def test_rollout_calibration_is_the_mean_exp_logit_of_sacs_model_rows():
+    agent = _agent(lam=0.5)
+    assert math.isnan(agent.pop_rollout_calibration())  # no discriminator yet
+    logits = torch.tensor([0.0, math.log(3.0), -math.log(2.0), math.log(0.5)])
+    agent.set_discriminator(lambda obs, act, next_obs: logits[: len(obs)])
+    obs = np.zeros((4, OBS_DIM), dtype=np.float32)
+    act = np.zeros((4, ACT_DIM), dtype=np.float32)
+    reward = np.zeros(4, dtype=np.float32)
+    agent.augmented_reward(obs[:2], act[:2], obs[:2], reward[:2])  # exp: 1, 3
+    agent.augmented_reward(obs, act, obs, reward, model_data=False)  # real rows: not counted
+    state = agent.state_dict()
+    agent.augmented_reward(obs, act, obs, reward)  # exp: 1, 3, 0.5, 0.5
+    assert agent.pop_rollout_calibration() == pytest.approx((1 + 3 + 1 + 3 + 0.5 + 0.5) / 6)
+    assert math.isnan(agent.pop_rollout_calibration())  # popped
+    agent.load_state_dict(state)  # a checkpoint keeps what is pending
+    assert agent.pop_rollout_calibration() == pytest.approx(2.0)

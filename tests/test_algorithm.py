@@ -55,6 +55,8 @@ def test_bound_trains_through_the_command_and_logs_its_diagnostics(run_cli, resu
         for column in ("env_step", "episode_reward", "rollout_length", "bound_reward"):
             assert math.isfinite(float(row[column]))
         _check_disc_columns(row)
+        # C's calibration on the rollouts SAC trained on: a mean of exp, so positive
+        assert float(row["exp_logit_rollout"]) > 0.0
     # the final checkpoint holds the run as it ended: its discriminator statistics are
     # the last row's, and the warm-up was told of both epochs
     (ckpt_dir,) = {p.parent for p in (tmp_path / "exp").rglob("*.ckpt")}
@@ -604,3 +606,24 @@ def test_each_ablation_turns_off_its_own_term_only(
     with open(tmp_path / "results.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     _check_disc_columns(row)  # the discriminator is fitted in every arm
+
+
+@pytest.mark.slow
+def test_bound_with_budgeted_optimism_trains_its_model_by_nll_alone(run_cli, results):
+    proc = run_cli(
+        "algorithm=bound",
+        "overrides=mbpo_inv_pendulum_v5",
+        *TINY_BOUND,
+        "algorithm.optimism.method=mean_shift",
+        "algorithm.optimism.kl_budget=0.2",
+        "algorithm.bound_agent.ratio_centering=true",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the model is trained by NLL alone" in proc.stdout + proc.stderr
+    for row in results():
+        assert 0.0 < float(row["optimism_kl"]) <= 0.2 + 1e-6
+        assert float(row["optimism_eta"]) > 0.0
+        assert math.isfinite(float(row["optimism_value_gain"]))
+        _check_disc_columns(row)  # the discriminator still serves the policy's ratio term
+    # no bound term in the model loss, also after the discriminator's first step
+    assert all(float(r["bound_term"]) == 0.0 for r in results("model_train"))

@@ -198,6 +198,18 @@ BAD_INPUT = {
         BOUND + ["algorithm.bound_agent.warmup_epochs=1.5"],
         ["algorithm.bound_agent", "warmup_epochs must be an integer >= 0, got 1.5"],
     ),
+    "bound ratio_centering text": (
+        BOUND + ["algorithm.bound_agent.ratio_centering=maybe"],
+        ["algorithm.bound_agent.ratio_centering=maybe", "true or false"],
+    ),
+    "bound optimism method unknown": (
+        BOUND + ["algorithm.optimism.method=greedy"],
+        ["algorithm.optimism", "method must be one of"],
+    ),
+    "bound optimism budget<0": (
+        BOUND + ["algorithm.optimism.kl_budget=-0.1"],
+        ["algorithm.optimism", "kl_budget must be a number >= 0"],
+    ),
     "bound discriminator batch 0": (
         BOUND + ["discriminator.batch_size=0"],
         ["discriminator.batch_size must be an integer >= 1, got 0"],

@@ -335,3 +335,21 @@ def test_calibration_stays_finite_where_float32_exp_overflows():
     calib = objective.calibration(torch.tensor([-100.0, 0.0]), torch.tensor([100.0, 0.0]))
     for key in ("exp_logit_model", "exp_neglogit_real"):
         assert calib[key].item() == pytest.approx((math.exp(100.0) + 1.0) / 2.0, rel=1e-9)
+
+
+def test_center_ratio_subtracts_the_batch_mean():
+    ratio = torch.tensor([-5.0, -3.0, -1.0])
+    assert torch.allclose(objective.center_ratio(ratio), torch.tensor([-2.0, 0.0, 2.0]))
+    assert objective.center_ratio(torch.zeros(0)).numel() == 0
+
+
+def test_centered_augmented_reward_ignores_a_constant_logit():
+    reward = torch.tensor([1.0, 2.0])
+    rt = objective.augmented_reward(
+        reward, torch.full((2,), -50.0), "scaled", 0.9, 0.5, 10.0, None, center=True
+    )
+    assert torch.allclose(rt, reward)
+    uncentered = objective.augmented_reward(
+        reward, torch.full((2,), -50.0), "scaled", 0.9, 0.5, 10.0, None
+    )
+    assert torch.allclose(uncentered, reward - 5.0 * math.tanh(5.0))

@@ -71,7 +71,7 @@ def test_bound_keeps_every_mbpo_key_and_adds_only_its_own():
     assert {k: v for k, v in as_dict(bound).items() if k in mbpo and k != "name"} == {
         k: v for k, v in as_dict(mbpo).items() if k != "name"
     }
-    assert set(bound) - set(mbpo) == {"model_wrapper", "bound_agent", "disc_max_rows"}
+    assert set(bound) - set(mbpo) == {"model_wrapper", "bound_agent", "disc_max_rows", "optimism"}
 
 
 @pytest.mark.parametrize("name", SHIPPED_OVERRIDES)

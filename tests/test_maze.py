@@ -351,3 +351,61 @@ def test_maze_exploration_counts_episodes_and_goal_visits(tmp_path):
     assert stats["transitions"] == 350 and stats["episodes"] == 3
     assert stats["goal_transitions"] == 2 and stats["goal_episodes"] == 1
     assert stats["right_of_wall"] == pytest.approx(2 / 350)
+
+
+def test_maze_exploration_reads_which_evaluations_reached_the_goal(tmp_path, capsys):
+    """A seed succeeds when its last evaluation reached the goal; the first success's step
+    and the count of successful evaluations come from results.csv."""
+    from conftest import load_benchmark
+
+    module = load_benchmark("maze_exploration")
+    never = 0.01 * MAX_EPISODE_STEPS  # 1.5: no step in the goal
+    once = never - 0.01 + 1.0  # one step in the goal
+    path = tmp_path / "results.csv"
+    path.write_text(
+        f"env_step,episode_reward\n299,{never}\n599,{once}\n899,{never}\n1199,{never + 30}\n"
+    )
+    assert module.evaluations(path) == {
+        "evaluations": 4,
+        "successes": 2,
+        "last_success": 1.0,
+        "first_success_step": 599.0,
+    }
+    path.write_text(f"env_step,episode_reward\n299,{never}\n599,{never + 1e-9}\n")
+    e = module.evaluations(path)
+    assert e["successes"] == 0 and e["last_success"] == 0.0 and math.isnan(e["first_success_step"])
+
+
+# ----------------------------------------------------------------------------- PointMaze-v1
+
+
+def test_v1_is_the_same_maze_with_the_calibrated_noise():
+    v0, v1 = gym.make(ENV_ID), gym.make(maze.ENV_ID_V1)
+    assert v0.unwrapped.noise_std == NOISE_STD
+    assert v1.unwrapped.noise_std == maze.NOISE_STD_V1 > NOISE_STD
+    assert v1.spec.max_episode_steps == v0.spec.max_episode_steps == MAX_EPISODE_STEPS
+    # the displacement's spread is the registered noise: a zero action, many steps
+    v1.reset(seed=0)
+    steps = []
+    for _ in range(400):
+        v1.unwrapped.position = np.array([-0.5, 0.0])  # far from walls and border
+        before = v1.unwrapped.position
+        obs, *_ = v1.step(np.zeros(2, dtype=np.float32))
+        steps.append(obs - before)
+    assert np.std(steps) == pytest.approx(maze.NOISE_STD_V1, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    "ours, base",
+    [("mbpo_point_maze_v1", "mbpo_point_maze"), ("pets_point_maze_v1", "pets_point_maze")],
+)
+def test_v1_overrides_differ_from_v0_only_in_env_and_budget(ours, base):
+    family = ours.split("_")[0]
+    algorithm = "mbpo" if family == "mbpo" else "pets"
+    mine = mbb.compose([f"algorithm={algorithm}", f"overrides={ours}"]).overrides
+    theirs = mbb.compose([f"algorithm={algorithm}", f"overrides={base}"]).overrides
+    changed = {k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
+    assert changed == {"env", "num_steps"}
+    assert mine.env == f"gym___{maze.ENV_ID_V1}" and mine.num_steps == 5000
+    env, term_fn, _ = mbb.make_env(mbb.compose([f"algorithm={algorithm}", f"overrides={ours}"]))
+    assert env.unwrapped.noise_std == maze.NOISE_STD_V1 and term_fn is point_maze

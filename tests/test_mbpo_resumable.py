@@ -57,9 +57,18 @@ def mbrl_run(tmp_path_factory) -> pathlib.Path:
     return work_dir
 
 
-def test_mbpo_resumable_writes_the_same_logs_as_mbrls_mbpo(tmp_path, mbrl_run):
+NO_TILT = [  # the model's budgeted optimism with nothing to spend: mbrl's samples
+    (),
+    ("algorithm.optimism.kl_budget=0.5",),  # (method none)
+    ("algorithm.optimism.method=mean_shift",),  # (kl_budget 0)
+    ("algorithm.optimism.method=resample", "algorithm.optimism.kl_budget=0.0"),
+]
+
+
+@pytest.mark.parametrize("extra", NO_TILT)
+def test_mbpo_resumable_writes_the_same_logs_as_mbrls_mbpo(tmp_path, mbrl_run, extra):
     ours = tmp_path / "ours"
-    _train_in_process("mbpo_resumable", ours)
+    _train_in_process("mbpo_resumable", ours, extra)
     assert (mbrl_run / "results.csv").read_text().count("\n") == 4  # header + 3 epochs
     for name in LOGS:
         assert (ours / name).read_bytes() == (mbrl_run / name).read_bytes(), name
@@ -71,6 +80,23 @@ def test_with_a_bound_term_on_the_logs_differ(tmp_path, mbrl_run):
     ours = tmp_path / "ours"
     _train_in_process("mbpo_resumable", ours, ("algorithm.model_wrapper.beta=0.1",))
     assert (ours / "results.csv").read_bytes() != (mbrl_run / "results.csv").read_bytes()
+
+
+@pytest.mark.parametrize("method", ["mean_shift", "resample"])
+def test_with_a_kl_budget_the_rollouts_differ_and_the_tilt_is_logged(tmp_path, mbrl_run, method):
+    """The comparison above can fail for the optimism too: a budget changes SAC's data."""
+    ours = tmp_path / "ours"
+    extra = (f"algorithm.optimism.method={method}", "algorithm.optimism.kl_budget=0.5")
+    _train_in_process("mbpo_resumable", ours, extra)
+    assert (ours / "train.csv").read_bytes() != (mbrl_run / "train.csv").read_bytes()
+    assert (ours / "model_train.csv").read_text().splitlines()[0] == (
+        (mbrl_run / "model_train.csv").read_text().splitlines()[0]
+    )  # the model's training is mbrl's (its own columns, no bound term)
+    rows = (ours / "results.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"optimism_kl", "optimism_eta", "optimism_value_gain"} <= set(header)
+    kl = [float(row.split(",")[header.index("optimism_kl")]) for row in rows[1:]]
+    assert all(0 < k <= 0.5 + 1e-6 for k in kl)
 
 
 def test_no_discriminator_is_built_or_fitted(tmp_path, monkeypatch, mbrl_run):

@@ -275,3 +275,18 @@ def test_mbpo_with_resume_auto_starts_afresh(tmp_path):
     proc = mbrl_bound(run_dir, *MBPO_RUN, "resume=auto")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(rows(run_dir)) == 3
+
+
+def test_a_run_with_budgeted_optimism_resumes_to_the_uninterrupted_logs(tmp_path):
+    tilted = [*RUN, "algorithm.optimism.method=resample", "algorithm.optimism.kl_budget=0.3"]
+    tilted += ["overrides.num_steps=200"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = mbrl_bound(whole, *tilted)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "optimism_kl" in rows(whole)[0]
+    proc = mbrl_bound(killed, *tilted, fault=("kill-at-step", EXPLORATION + 150))
+    assert proc.returncode == -9
+    proc = mbrl_bound(killed, *tilted, "resume=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("results.csv", "model_train.csv", "train.csv"):
+        assert read_bytes(killed, name) == read_bytes(whole, name), name

@@ -11,10 +11,10 @@ the model loss, (3) SAC on the augmented reward. What the run owns lives in
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import gymnasium as gym
-import mbrl.algorithms.mbpo as mbpo
 import mbrl.constants
 import mbrl.models
 import mbrl.types
@@ -24,7 +24,11 @@ import mbrl.util.math
 import numpy as np
 import omegaconf
 import torch
-import tqdm
+from mbrl.algorithms.mbpo import (
+    evaluate,
+    maybe_replace_sac_buffer,
+    rollout_model_and_populate_sac_buffer,
+)
 
 from mbrl_bound_plugin.algorithms.bound_run import BoundRun
 from mbrl_bound_plugin.config.composition import resolve_device
@@ -63,7 +67,9 @@ def discriminator_step(
     obs = batch.obs.astype(np.float32)
     act = batch.act.astype(np.float32)
     model_state = model_env.reset(obs, return_as_np=True)
-    model_next_obs, *_ = model_env.step(act, model_state, sample=True)
+    tilt = getattr(model_env.dynamics_model, "optimism", None)
+    with tilt.unrecorded() if tilt is not None else contextlib.nullcontext():
+        model_next_obs, *_ = model_env.step(act, model_state, sample=True)  # (tilted, if so)
     return discriminator.fit(obs, act, batch.next_obs, model_next_obs, generator=generator)
 
 
@@ -76,6 +82,10 @@ def train(
     work_dir: str | None = None,
 ) -> np.float32:
     """Trains model and policy jointly on the MnM bound; ``mbrl.algorithms.mbpo.train``'s API.
+
+    The body is laid out as mbrl's ``mbpo.train`` (its order, its local names, its line
+    breaks), so that ``diff -w`` against it shows only the bound's three steps and the
+    run's bookkeeping (``docs/algorithm.md``, "Diffing train against mbrl's mbpo.train").
 
     Args:
         env: the environment to train in.
@@ -99,14 +109,29 @@ def train(
     Checkpoints go to ``work_dir/checkpoints`` every ``cfg.checkpoint.every_epochs``
     epochs and on SIGTERM; ``cfg.resume`` continues from the newest one.
     """
+    # fmt: off
+    # (laid out by hand as mbrl's mbpo.py is, black at 88 columns: see the docstring)
     # ------------------- Initialization -------------------
+    debug_mode = cfg.get("debug_mode", False)
     cfg.device = resolve_device(cfg.device)
     if cfg.seed is not None:  # (what mbrl's main.py does before train: network inits)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
+
+    obs_shape = env.observation_space.shape
+    act_shape = env.action_space.shape
+
     work_dir = work_dir or os.getcwd()
     checkpointer = Checkpointer(work_dir, cfg, env, silent)  # settings checked, checkpoint read
+    # What must survive a restart is the run's (bound_run.py): agent, logger, generators,
+    # model, buffers, discriminator, built in mbpo.train's order; and its counters.
     run = BoundRun(env, test_env, termination_fn, cfg, work_dir, silent)
+    agent = run.agent
+    logger = run.logger
+    video_recorder = run.video_recorder
+    rng = run.rng
+    dynamics_model = run.dynamics_model
+    replay_buffer = run.replay_buffer
     saved_state = checkpointer.restore()  # the run's state_dict to continue from, or None
     if saved_state is None:
         run.explore()
@@ -115,62 +140,64 @@ def train(
             run.load_state_dict(saved_state)
         del saved_state  # (its replay buffer's copy can be large)
 
+    # ---------------------------------------------------------
     # --------------------- Training Loop ---------------------
     rollout_batch_size = (
         cfg.overrides.effective_model_rollouts_per_step * cfg.algorithm.freq_train_model
     )
-    trains_per_epoch = int(np.ceil(cfg.overrides.epoch_length / cfg.overrides.freq_train_model))
-    # the settings read at every step, read once (an OmegaConf lookup costs tens of µs)
-    epoch_length, freq_train_model = cfg.overrides.epoch_length, cfg.overrides.freq_train_model
-    sac_updates_per_step = cfg.overrides.num_sac_updates_per_step
-    sac_updates_every_steps = cfg.overrides.sac_updates_every_steps
-    sac_batch_size, real_data_ratio = cfg.overrides.sac_batch_size, cfg.algorithm.real_data_ratio
-    log_frequency_agent = cfg.log_frequency_agent
-    agent, replay_buffer = run.agent, run.replay_buffer
-    with (
-        checkpointer,
-        run.numerical_guard(),
-        tqdm.tqdm(
-            total=cfg.overrides.num_steps,
-            initial=min(run.env_steps, cfg.overrides.num_steps),
-            desc=str(cfg.algorithm.name),
-            unit="step",
-            disable=silent,
-            leave=False,
-        ) as progress,
-    ):
-        while run.env_steps < cfg.overrides.num_steps:
+    trains_per_epoch = int(
+        np.ceil(cfg.overrides.epoch_length / cfg.overrides.freq_train_model)
+    )
+    updates_made = run.updates_made
+    env_steps = run.env_steps
+    model_env = run.model_env
+    model_trainer = run.model_trainer
+    best_eval_reward = run.best_eval_reward
+    epoch = run.epoch
+    sac_buffer = run.sac_buffer
+    with checkpointer, run.numerical_guard(), run.progress_bar() as progress:
+        while env_steps < cfg.overrides.num_steps:
             rollout_length = int(
-                mbrl.util.math.truncated_linear(*(cfg.overrides.rollout_schedule + [run.epoch + 1]))
+                mbrl.util.math.truncated_linear(
+                    *(cfg.overrides.rollout_schedule + [epoch + 1])
+                )
             )
             sac_buffer_capacity = rollout_length * rollout_batch_size * trains_per_epoch
             sac_buffer_capacity *= cfg.overrides.num_epochs_to_retain_sac_buffer
+            sac_buffer = maybe_replace_sac_buffer(
+                sac_buffer, obs_shape, act_shape, sac_buffer_capacity, cfg.seed
+            )
             # (with SAC's reward on the ratio term, a ScoredReplayBuffer: each row scored by
             # C as it comes in, and all rows again at each discriminator step)
-            run.sac_buffer = run.scored_sac_buffer(
-                mbpo.maybe_replace_sac_buffer(
-                    run.sac_buffer, run.obs_shape, run.act_shape, sac_buffer_capacity, cfg.seed
-                )
-            )
-            obs, terminated, truncated = None, False, False
+            sac_buffer = run.sac_buffer = run.scored_sac_buffer(sac_buffer)
+            obs = None
+            terminated = False
+            truncated = False
             # (a run resumed from a SIGTERM checkpoint starts mid-epoch, on a fresh episode)
-            first_step = run.env_steps % epoch_length
-            for steps_epoch in range(first_step, epoch_length):
+            first_step = env_steps % cfg.overrides.epoch_length
+            for steps_epoch in range(first_step, cfg.overrides.epoch_length):
                 if steps_epoch == first_step or terminated or truncated:
                     obs, _ = env.reset()
-                    terminated, truncated = False, False
+                    terminated = False
+                    truncated = False
                 # --- Doing env step and adding to model dataset ---
-                next_obs, reward, terminated, truncated, _ = (
-                    mbrl.util.common.step_env_and_add_to_buffer(env, obs, agent, {}, replay_buffer)
+                (
+                    next_obs,
+                    reward,
+                    terminated,
+                    truncated,
+                    _,
+                ) = mbrl.util.common.step_env_and_add_to_buffer(
+                    env, obs, agent, {}, replay_buffer
                 )
                 run.check_real_reward(float(reward))
 
                 # --------------- Model Training -----------------
-                if (run.env_steps + 1) % freq_train_model == 0:
-                    # (2) model step: NLL + beta * -(g(logit C) + gamma (1-done) V), C and V frozen
+                if (env_steps + 1) % cfg.overrides.freq_train_model == 0:
+                    # (2) model step: NLL + beta * -(g(logit C) + gamma (1-done) V), C, V frozen
                     mbrl.util.common.train_model_and_save_model_and_data(
-                        run.dynamics_model,
-                        run.model_trainer,
+                        dynamics_model,
+                        model_trainer,
                         cfg.overrides,
                         replay_buffer,
                         work_dir=work_dir,
@@ -183,7 +210,7 @@ def train(
                         run.use_discriminator(
                             discriminator_step(
                                 run.discriminator,
-                                run.model_env,
+                                model_env,
                                 replay_buffer,
                                 cfg.algorithm.disc_max_rows,
                                 run.disc_generator,
@@ -191,69 +218,84 @@ def train(
                         )
 
                     # --------- Rollout new model and store imagined trajectories --------
-                    mbpo.rollout_model_and_populate_sac_buffer(
-                        run.model_env,
+                    # Batch all rollouts for the next freq_train_model steps together
+                    rollout_model_and_populate_sac_buffer(
+                        model_env,
                         replay_buffer,
                         agent,
-                        run.sac_buffer,
+                        sac_buffer,
                         cfg.algorithm.sac_samples_action,
                         rollout_length,
                         rollout_batch_size,
                     )
 
+                    if debug_mode:
+                        print(
+                            f"Epoch: {epoch}. "
+                            f"SAC buffer size: {len(sac_buffer)}. "
+                            f"Rollout length: {rollout_length}. "
+                            f"Steps: {env_steps}"
+                        )
+
                 # --------------- Agent Training -----------------
-                # (3) policy step: SAC on model transitions, rt = f(r̂) + g(logit C)
-                updates_due = (run.env_steps + 1) % sac_updates_every_steps == 0
-                with agent.batches_ahead(  # this step's model batches, drawn in one go
-                    run.sac_buffer, sac_batch_size, sac_updates_per_step if updates_due else 0
+                # (3) policy step: SAC on model transitions, rt = f(r̂) + g(logit C);
+                # this step's model batches drawn (and scored) in one go
+                updates_due = (env_steps + 1) % cfg.overrides.sac_updates_every_steps == 0
+                with agent.batches_ahead(
+                    sac_buffer,
+                    cfg.overrides.sac_batch_size,
+                    cfg.overrides.num_sac_updates_per_step if updates_due else 0,
                 ):
-                    for _ in range(sac_updates_per_step):
-                        use_real_data = run.rng.random() < real_data_ratio
-                        which_buffer = replay_buffer if use_real_data else run.sac_buffer
-                        if not updates_due or len(which_buffer) < sac_batch_size:
+                    for _ in range(cfg.overrides.num_sac_updates_per_step):
+                        use_real_data = rng.random() < cfg.algorithm.real_data_ratio
+                        which_buffer = replay_buffer if use_real_data else sac_buffer
+                        if (env_steps + 1) % cfg.overrides.sac_updates_every_steps != 0 or len(
+                            which_buffer
+                        ) < cfg.overrides.sac_batch_size:
                             break  # only update every once in a while
 
                         agent.update(
                             which_buffer,
-                            sac_batch_size,
-                            run.updates_made,
-                            run.logger,
+                            cfg.overrides.sac_batch_size,
+                            updates_made,
+                            logger,
                             model_data=not use_real_data,  # real transitions: no ratio term
                         )
-                        run.updates_made += 1
-                        if not silent and run.updates_made % log_frequency_agent == 0:
-                            run.logger.dump(run.updates_made, save=True)
+                        updates_made += 1
+                        if not silent and updates_made % cfg.log_frequency_agent == 0:
+                            logger.dump(updates_made, save=True)
 
                 # ------ Epoch ended (evaluate and save model) ------
-                if (run.env_steps + 1) % epoch_length == 0:
-                    avg_reward = mbpo.evaluate(
-                        test_env, agent, cfg.algorithm.num_eval_episodes, run.video_recorder
+                if (env_steps + 1) % cfg.overrides.epoch_length == 0:
+                    avg_reward = evaluate(
+                        test_env, agent, cfg.algorithm.num_eval_episodes, video_recorder
                     )
-                    row = {
-                        "epoch": run.epoch,
-                        "env_step": run.env_steps,
-                        "episode_reward": avg_reward,
-                        "rollout_length": rollout_length,
-                    }
-                    bound_reward = agent.pop_bound_reward()
-                    if run.bound_terms:
-                        row |= {**run.disc_stats, "bound_reward": bound_reward}
-                    run.logger.log_data(mbrl.constants.RESULTS_LOG_NAME, row)
-                    postfix = {"eval_return": f"{avg_reward:.1f}"}
-                    if run.bound_terms:
-                        postfix["disc_acc"] = f"{run.disc_stats['disc_accuracy']:.2f}"
-                    progress.set_postfix(postfix)
-                    if avg_reward > run.best_eval_reward:
-                        run.video_recorder.save(f"{run.epoch}.mp4")
-                        run.best_eval_reward = avg_reward
-                        agent.sac_agent.save_checkpoint(ckpt_path=os.path.join(work_dir, "sac.pth"))
-                    run.epoch += 1
-                    agent.set_epoch(run.epoch)  # the ratio term's warm-up
+                    logger.log_data(
+                        mbrl.constants.RESULTS_LOG_NAME,
+                        {
+                            "epoch": epoch,
+                            "env_step": env_steps,
+                            "episode_reward": avg_reward,
+                            "rollout_length": rollout_length,
+                            **run.bound_stats(),  # the discriminator's, SAC's mean rt, the tilt's
+                        },
+                    )
+                    progress.set_postfix(run.progress_postfix(avg_reward))
+                    if avg_reward > best_eval_reward:
+                        video_recorder.save(f"{epoch}.mp4")
+                        best_eval_reward = avg_reward
+                        agent.sac_agent.save_checkpoint(
+                            ckpt_path=os.path.join(work_dir, "sac.pth")
+                        )
+                    epoch += 1
+                    agent.set_epoch(epoch)  # the ratio term's warm-up
 
-                run.env_steps += 1
+                env_steps += 1
                 progress.update(1)
                 obs = next_obs
-                # ------ checkpoint: every `every_epochs` epochs, and on SIGTERM ------
-                if checkpointer.due(run.env_steps):
-                    checkpointer.after_step(run.state_dict(), run.env_steps)
-    return np.float32(run.best_eval_reward)
+                # ------ the counters back to the run, then a checkpoint if one is due ------
+                run.env_steps, run.epoch, run.updates_made = env_steps, epoch, updates_made
+                run.best_eval_reward = best_eval_reward
+                if checkpointer.due(env_steps):  # every `every_epochs` epochs, and on SIGTERM
+                    checkpointer.after_step(run.state_dict(), env_steps)
+    return np.float32(best_eval_reward)

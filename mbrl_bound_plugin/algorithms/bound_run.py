@@ -32,13 +32,16 @@ import mbrl.util.common
 import numpy as np
 import omegaconf
 import torch
+import tqdm
 from mbrl.third_party.pytorch_sac import VideoRecorder
 
 from mbrl_bound_plugin.errors import NumericalError, UsageError
 from mbrl_bound_plugin.models.discriminator import Discriminator
 from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
+from mbrl_bound_plugin.models.optimism import BudgetedOptimism
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 from mbrl_bound_plugin.util import state as run_state
+from mbrl_bound_plugin.util.console import ConsoleLogger
 
 # the discriminator step's diagnostics, as logged in results.csv (held-out rows)
 DISC_STATS = (
@@ -55,6 +58,12 @@ BOUND_LOG_FORMAT = mbpo.MBPO_LOG_FORMAT + [
     ("exp_logit_model", "EQ", "float"),
     ("exp_neglogit_real", "EP", "float"),
     ("bound_reward", "BR", "float"),
+    ("exp_logit_rollout", "EQR", "float"),
+]
+OPTIMISM_LOG_FORMAT = [
+    ("optimism_kl", "OKL", "float"),
+    ("optimism_eta", "OETA", "float"),
+    ("optimism_value_gain", "OVG", "float"),
 ]
 MODEL_BOUND_LOG_FORMAT = [
     ("model_nll", "NLL", "float"),
@@ -116,6 +125,7 @@ def create_bound_model(
     Returns:
         The wrapped model.
     """
+    tilt = create_optimism(cfg)
     base = mbrl.util.common.create_one_dim_tr_model(cfg, obs_shape, act_shape)
     floor = cfg.overrides.get("model_min_logvar")
     if floor is not None:  # a task whose real changes vary less than mbrl's sigma floor
@@ -127,9 +137,26 @@ def create_bound_model(
             )
         with torch.no_grad():
             min_logvar.fill_(float(floor))
-    return instantiate(
+    if tilt.tilts and getattr(base.model, "deterministic", False):
+        raise UsageError(
+            f"algorithm.optimism.kl_budget={tilt.kl_budget} needs a model with a variance, "
+            "and this ensemble is deterministic; set algorithm.optimism.kl_budget=0 or "
+            "dynamics_model.deterministic=false"
+        )
+    wrapper_kwargs = {}
+    if tilt.method != "none":  # the optimism replaces the model term: NLL-only training
+        wrapper_kwargs["beta"] = 0.0
+        if cfg.algorithm.model_wrapper.get("beta", 0.0) > 0:
+            log.info(
+                "algorithm.optimism.method=%s: the model is trained by NLL alone, as in "
+                "MBPO (algorithm.model_wrapper.beta=%s is not used)",
+                tilt.method,
+                cfg.algorithm.model_wrapper.beta,
+            )
+    model = instantiate(
         cfg.algorithm.model_wrapper,
         "algorithm.model_wrapper",
+        **wrapper_kwargs,
         model=base.model,
         target_is_delta=base.target_is_delta,
         normalize=base.input_normalizer is not None,
@@ -139,6 +166,25 @@ def create_bound_model(
         no_delta_list=base.no_delta_list,
         num_elites=base.num_elites,
     )
+    model.set_optimism(tilt if tilt.method != "none" else None)
+    return model
+
+
+def create_optimism(cfg: omegaconf.DictConfig) -> BudgetedOptimism:
+    """The model's budgeted optimism from ``cfg.algorithm.optimism`` (absent: none).
+
+    Raises:
+        UsageError: invalid settings, naming the key.
+    """
+    node = cfg.algorithm.get("optimism") or {}
+    try:
+        return BudgetedOptimism(
+            method=node.get("method", "none"),
+            kl_budget=node.get("kl_budget", 0.0),
+            num_samples=node.get("num_samples", 16),
+        )
+    except ValueError as e:
+        raise UsageError(f"algorithm.optimism: {e}") from e
 
 
 class BoundRun:
@@ -194,7 +240,10 @@ class BoundRun:
             sac_agent=hydra.utils.instantiate(cfg.algorithm.agent),
         )
         pathlib.Path(self.work_dir).mkdir(parents=True, exist_ok=True)
-        self.logger = mbrl.util.Logger(self.work_dir, enable_back_compatible=True)
+        # (mbrl's Logger; on the console only the results line, unless cfg.verbose)
+        self.logger = ConsoleLogger(
+            self.work_dir, enable_back_compatible=True, verbose=bool(cfg.get("verbose", False))
+        )
         self.video_recorder = VideoRecorder(self.work_dir if cfg.get("save_video") else None)
 
         self.rng = np.random.default_rng(seed=cfg.seed)  # (also the replay buffer's)
@@ -216,9 +265,16 @@ class BoundRun:
         self.discriminator: Discriminator | None = None
         if self.bound_terms:
             self.discriminator = self._build_discriminator()
+        # the model's budgeted optimism (rollout time): V from SAC's target critic
+        self.optimism = self.dynamics_model.optimism
+        if self.optimism is not None:
+            self.optimism.set_value(self.agent.target_value, self.agent.gamma, termination_fn)
+        log_format = BOUND_LOG_FORMAT if self.bound_terms else mbpo.MBPO_LOG_FORMAT
+        if self.optimism is not None and self.optimism.tilts:
+            log_format = log_format + OPTIMISM_LOG_FORMAT
         self.logger.register_group(
             mbrl.constants.RESULTS_LOG_NAME,
-            BOUND_LOG_FORMAT if self.bound_terms else mbpo.MBPO_LOG_FORMAT,
+            log_format,
             color="green",
             dump_frequency=1,
         )
@@ -364,6 +420,21 @@ class BoundRun:
             )
         self._hand_discriminator_to_players()
 
+    def pop_rollout_stats(self) -> dict[str, float]:
+        """The rollouts' diagnostics since the last call, for the epoch's ``results.csv`` row.
+
+        With the bound terms, ``exp_logit_rollout`` (the discriminator's calibration on
+        the rollouts SAC trained on, :meth:`BoundSACAgent.pop_rollout_calibration`); when
+        the model's samples are tilted, the budgeted optimism's
+        (``models.optimism.OPTIMISM_STATS``). ``{}`` for MBPO.
+        """
+        stats = {}
+        if self.bound_terms:
+            stats["exp_logit_rollout"] = self.agent.pop_rollout_calibration()
+        if self.optimism is not None and self.optimism.tilts:
+            stats |= self.optimism.pop_stats()
+        return stats
+
     def scored_sac_buffer(
         self, buffer: mbrl.util.ReplayBuffer | None
     ) -> mbrl.util.ReplayBuffer | None:
@@ -392,6 +463,39 @@ class BoundRun:
             termination_fn=self.model_env.termination_fn,
         )
 
+    def progress_bar(self) -> tqdm.tqdm:
+        """The training loop's progress bar over ``overrides.num_steps`` (off when silent).
+
+        It starts at :attr:`env_steps`, so that a resumed run shows the steps already done.
+        """
+        return tqdm.tqdm(
+            total=self.cfg.overrides.num_steps,
+            initial=min(self.env_steps, self.cfg.overrides.num_steps),
+            desc=str(self.cfg.algorithm.name),
+            unit="step",
+            disable=self.silent,
+            leave=False,
+        )
+
+    def bound_stats(self) -> dict[str, float]:
+        """At an epoch's end: what ``results.csv`` gets beside mbrl's MBPO columns.
+
+        The last discriminator step's diagnostics (:data:`DISC_STATS`) and ``bound_reward``,
+        the mean augmented reward of SAC's batches since the last call, when the run has
+        the bound terms (not ``algorithm=mbpo_resumable``); then the rollouts' own
+        (:meth:`pop_rollout_stats`).
+        """
+        bound_reward = self.agent.pop_bound_reward()  # (reset every epoch, used or not)
+        stats = {**self.disc_stats, "bound_reward": bound_reward} if self.bound_terms else {}
+        return stats | self.pop_rollout_stats()
+
+    def progress_postfix(self, avg_reward: float) -> dict[str, str]:
+        """What the progress bar shows after an epoch: the evaluation return, C's accuracy."""
+        postfix = {"eval_return": f"{avg_reward:.1f}"}
+        if self.bound_terms:
+            postfix["disc_acc"] = f"{self.disc_stats['disc_accuracy']:.2f}"
+        return postfix
+
     @contextlib.contextmanager
     def numerical_guard(self) -> Iterator[None]:
         """Inside, a NaN or inf stops the run naming the environment step.
@@ -419,6 +523,7 @@ class BoundRun:
                 "model_train_iteration": self.model_trainer._train_iteration,
             },
             "disc_stats": dict(self.disc_stats),
+            "optimism": None if self.optimism is None else self.optimism.state_dict(),
             "discriminator_ready": self.discriminator_ready,
             "model": run_state.state_dict(self.dynamics_model),
             "model_optimizer": self.model_trainer.optimizer.state_dict(),
@@ -454,6 +559,8 @@ class BoundRun:
             self.discriminator.optimizer.load_state_dict(state["discriminator_optimizer"])
         self.agent.load_state_dict(state["agent"])
         self.disc_stats = dict(state["disc_stats"])
+        if self.optimism is not None and state.get("optimism") is not None:
+            self.optimism.load_state_dict(state["optimism"])
         self.discriminator_ready = state["discriminator_ready"]
         if self.discriminator_ready:  # (first: it scores what SAC's buffer loads unscored)
             self._hand_discriminator_to_players()

@@ -177,15 +177,20 @@ def run(cfg: omegaconf.DictConfig) -> float:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
     work_dir = os.getcwd()
+    # (a line an epoch, or a trial, on the console, unless verbose=true)
+    from mbrl_bound_plugin.util.console import quiet_console
+
     if name == "pets":
         import mbrl.algorithms.pets as pets
 
-        result = pets.train(env, term_fn, reward_fn, cfg, work_dir=work_dir)
+        with quiet_console(cfg.get("verbose", False)):
+            result = pets.train(env, term_fn, reward_fn, cfg, work_dir=work_dir)
     elif name == "mbpo":
         import mbrl.algorithms.mbpo as mbpo
 
         test_env, *_ = make_env(cfg)
-        result = mbpo.train(env, test_env, term_fn, cfg, work_dir=work_dir)
+        with quiet_console(cfg.get("verbose", False)):
+            result = mbpo.train(env, test_env, term_fn, cfg, work_dir=work_dir)
     elif name == "planet":
         import mbrl.algorithms.planet as planet
 
@@ -194,7 +199,8 @@ def run(cfg: omegaconf.DictConfig) -> float:
         from mbrl_bound_plugin.algorithms.bound import train
 
         test_env, *_ = make_env(cfg)
-        result = train(env, test_env, term_fn, cfg, work_dir=work_dir)
+        with quiet_console(cfg.get("verbose", False)):
+            result = train(env, test_env, term_fn, cfg, work_dir=work_dir)
     print(f"{PROG}: results in {pathlib.Path(work_dir) / 'results.csv'}")
     return float(result)
 

@@ -582,7 +582,31 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
             f"{source_key(cfg, 'algorithm.bound_agent.policy_ratio')}="
             f"{agent.policy_ratio}: use true or false"
         )
+    if not isinstance(agent.get("ratio_centering", False), bool):
+        raise UsageError(
+            f"{source_key(cfg, 'algorithm.bound_agent.ratio_centering')}="
+            f"{agent.ratio_centering}: use true or false"
+        )
+    _check_optimism(cfg)
     _check_discriminator(cfg)
+
+
+def _check_optimism(cfg: omegaconf.DictConfig) -> None:
+    """``algorithm.optimism.*`` (:func:`mbrl_bound_plugin.kl_budget.check_optimism_settings`).
+
+    Whether the model has a variance to spend a budget in is checked when the run builds it.
+    """
+    node = cfg.algorithm.get("optimism")
+    if node is None:
+        return
+    from mbrl_bound_plugin import kl_budget
+
+    try:
+        kl_budget.check_optimism_settings(
+            node.get("method", "none"), node.get("kl_budget", 0.0), node.get("num_samples", 16)
+        )
+    except ValueError as e:
+        raise UsageError(f"algorithm.optimism: {first_line(e)}") from e
 
 
 def _check_discriminator(cfg: omegaconf.DictConfig) -> None:

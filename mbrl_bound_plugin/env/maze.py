@@ -39,11 +39,13 @@ if TYPE_CHECKING:  # torch is imported by the functions on mbrl's batches, when 
     import torch  # the maze itself, and the report that reads its constants, need none
 
 ENV_ID = "mbrl_bound/PointMaze-v0"
+ENV_ID_V1 = "mbrl_bound/PointMaze-v1"  # the same maze with NOISE_STD_V1: docs/maze.md
 MAX_EPISODE_STEPS = 150
 
 ARENA = 1.0  # the arena is [-ARENA, ARENA]^2
 MAX_STEP = 0.1  # displacement per step at |a_i| = 1, per coordinate
 NOISE_STD = 0.03  # std of the Gaussian noise on each coordinate of each displacement
+NOISE_STD_V1 = 0.10  # v1's noise, calibrated so that MBPO sometimes succeeds
 START = (-0.7, 0.0)
 START_JITTER = 0.05  # the start position is START + U(-START_JITTER, START_JITTER)^2
 GOAL = (0.7, 0.0)
@@ -184,17 +186,20 @@ class PointMazeEnv(gym.Env[np.ndarray, np.ndarray]):
 
 
 def register() -> None:
-    """Registers :class:`PointMazeEnv` as ``ENV_ID`` with its time limit (idempotent).
+    """Registers :class:`PointMazeEnv` as ``ENV_ID`` and ``ENV_ID_V1`` (idempotent).
 
-    After it, ``gymnasium.make("mbrl_bound/PointMaze-v0")`` and mbrl's
-    ``overrides.env: "gym___mbrl_bound/PointMaze-v0"`` make the maze.
+    Both have the 150-step time limit; v0 has ``noise_std = NOISE_STD``, v1
+    ``NOISE_STD_V1``. After it, ``gymnasium.make("mbrl_bound/PointMaze-v1")`` and mbrl's
+    ``overrides.env: "gym___mbrl_bound/PointMaze-v1"`` make the maze.
     """
-    if ENV_ID not in gym.registry:
-        gym.register(
-            id=ENV_ID,
-            entry_point=f"{__name__}:PointMazeEnv",
-            max_episode_steps=MAX_EPISODE_STEPS,
-        )
+    for env_id, noise_std in ((ENV_ID, NOISE_STD), (ENV_ID_V1, NOISE_STD_V1)):
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id,
+                entry_point=f"{__name__}:PointMazeEnv",
+                max_episode_steps=MAX_EPISODE_STEPS,
+                kwargs={"noise_std": noise_std},
+            )
 
 
 def point_maze(act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,8 @@ at the batch's real next states (``clamp_value``). The bound term is reduced ove
 members as mbrl reduces the NLL, so ``beta`` weighs it against each member's NLL
 whatever the ensemble size, and with ``beta > 0`` validation scores the same objective.
 With ``beta = 0`` (or before the critics are set) training is mbrl's own, unchanged.
+:meth:`BoundTransitionRewardModel.sample` can instead tilt the rollouts' samples within
+a KL budget (``models/optimism.py``, "Budgeted optimism").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from mbrl_bound_plugin import objective
+from mbrl_bound_plugin.models.optimism import BudgetedOptimism
 
 DiscriminatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
@@ -107,6 +110,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         self._frozen: tuple[nn.Module, ...] = ()
         self._stat_sums = dict.fromkeys(BOUND_STATS, 0.0)
         self._stat_count = 0
+        self.optimism: BudgetedOptimism | None = None
 
     def set_bound_critics(
         self,
@@ -174,11 +178,55 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         delta = mean
         if logvar is not None:  # reparameterization: mu + sigma * eps
             delta = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        return self._to_next_obs(delta, obs)
+
+    def _to_next_obs(self, pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """The model's next-observation outputs ``... x obs_dim`` as next observations:
+        ``obs + pred`` when ``target_is_delta``, except the ``no_delta_list`` dimensions."""
         if not self.target_is_delta:
-            return delta
-        absolute = torch.zeros(delta.shape[-1], dtype=torch.bool, device=delta.device)
+            return pred
+        absolute = torch.zeros(pred.shape[-1], dtype=torch.bool, device=pred.device)
         absolute[list(self.no_delta_list)] = True
-        return torch.where(absolute, delta, obs + delta)
+        return torch.where(absolute, pred, obs + pred)
+
+    def set_optimism(self, tilt: BudgetedOptimism | None) -> None:
+        """Tilts :meth:`sample`'s draws within a KL budget (``None``: mbrl's draws).
+
+        The budgeted optimism acts at rollout time only; the ensemble's training is
+        untouched by it.
+        """
+        self.optimism = tilt
+
+    def sample(
+        self,
+        act: torch.Tensor,
+        model_state: dict[str, torch.Tensor],
+        deterministic: bool = False,
+        rng: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, None, dict[str, torch.Tensor]]:
+        """``OneDTransitionRewardModel.sample``, its draw tilted by :meth:`set_optimism`'s.
+
+        Without an active tilt (none set, ``kl_budget = 0``, no value function yet) or
+        for a ``deterministic`` sample, this is mbrl's ``sample`` itself. Otherwise the
+        chosen member's mean and log-variance for each row come from the same call mbrl's
+        ``sample_1d`` makes (the ensemble's propagation), and
+        :meth:`BudgetedOptimism.sample` draws from the tilted Gaussian.
+        """
+        tilt = self.optimism
+        if deterministic or tilt is None or not tilt.active:
+            return super().sample(act, model_state, deterministic=deterministic, rng=rng)
+        obs = model_util.to_tensor(model_state["obs"]).to(self.device)
+        model_in = self._get_model_input(model_state["obs"], act)
+        mean, logvar = self.model.forward(
+            model_in, rng=rng, propagation_indices=model_state.get("propagation_indices")
+        )
+        obs_dims = mean.shape[-1] - (1 if self.learned_rewards else 0)
+        preds = tilt.sample(
+            mean, logvar, act, lambda pred: self._to_next_obs(pred, obs), obs_dims, rng
+        )
+        next_obs = self._to_next_obs(preds[..., :obs_dims], obs)
+        rewards = preds[..., obs_dims:] if self.learned_rewards else None
+        return next_obs, rewards, None, {**model_state, "obs": next_obs}
 
     def _members_forward(self, model_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean and log-variance of every member, ``E x B x out``, each member on its own rows.

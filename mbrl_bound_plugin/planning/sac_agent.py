@@ -66,6 +66,11 @@ class BoundSACAgent(SACAgent):
             value (``0``: full from the start).
         policy_ratio: whether SAC's reward has the ratio term. ``False`` is an ablation:
             the model step still climbs :meth:`ratio_term`, SAC trains on ``f(r)`` only.
+        ratio_centering: subtract each SAC batch's mean ratio term from its model
+            transitions' rewards (``objective.center_ratio``): a saturated or offset
+            log-ratio then costs nothing per step, so it cannot make ending an episode
+            pay. The model step's ratio term is not centered (a constant has no
+            gradient there anyway).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class BoundSACAgent(SACAgent):
         scale: str = "none",
         warmup_epochs: int = 0,
         policy_ratio: bool = True,
+        ratio_centering: bool = False,
     ):
         super().__init__(sac_agent)
         objective.check_reward_settings(mode, gamma, lam, clip, reward_floor, scale, warmup_epochs)
@@ -92,10 +98,15 @@ class BoundSACAgent(SACAgent):
         if not isinstance(policy_ratio, bool):
             raise ValueError(f"policy_ratio must be true or false, got {policy_ratio!r}")
         self.policy_ratio = policy_ratio
+        if not isinstance(ratio_centering, bool):
+            raise ValueError(f"ratio_centering must be true or false, got {ratio_centering!r}")
+        self.ratio_centering = ratio_centering
         self.epochs_done = 0
         self.discriminator: Callable[..., torch.Tensor] | None = None
         self._reward_sum = 0.0
         self._reward_count = 0
+        # log-sum-exp and count of the logits of SAC's model rows (rollout calibration)
+        self._rollout_logits: tuple[float, int] = (-math.inf, 0)
         # running first and second moments of the model rewards (None: none seen yet)
         self._reward_moments: tuple[float, float] | None = None
         # model batches drawn and scored ahead: (buffer, [(batch, logit), ...]) or None
@@ -344,6 +355,8 @@ class BoundSACAgent(SACAgent):
         elif logit is None:
             logit = self.logits(obs, act, next_obs)
         logit = logit.cpu()  # (a no-op when it is there already)
+        if model_data and self.discriminator is not None and self.policy_ratio:
+            self._count_rollout_logits(logit)
         if self.mode == "bound":
             # A *predicted* reward can undershoot the floor that real rewards respect:
             # keep it just above, so log(r - floor) stays finite.
@@ -357,6 +370,7 @@ class BoundSACAgent(SACAgent):
             self.clip,
             self.reward_floor,
             ratio_factor=self._ratio_factor(),
+            center=self.ratio_centering and model_data,
         )
         if not torch.isfinite(rt).all():
             raise NumericalError("augmented reward is not finite")
@@ -396,12 +410,47 @@ class BoundSACAgent(SACAgent):
         Returns:
             Values with the leading dims of ``obs``.
         """
+        return self._soft_value(obs, self.sac_agent.critic)
+
+    def target_value(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`value` from SAC's target critic: ``E_{a~pi}[min(Q1, Q2)_target - alpha log pi]``.
+
+        What the model's budgeted optimism tilts toward (the slowly moving critic that
+        SAC's own targets use). Differentiable in ``obs``.
+
+        Args:
+            obs: observations with any leading dims, ``... x obs_dim``.
+
+        Returns:
+            Values with the leading dims of ``obs``.
+        """
+        return self._soft_value(obs, self.sac_agent.critic_target)
+
+    def _soft_value(self, obs: torch.Tensor, critic: torch.nn.Module) -> torch.Tensor:
         sac = self.sac_agent
         flat = obs.reshape(-1, obs.shape[-1])
         act, log_pi, _ = sac.policy.sample(flat)
-        q1, q2 = sac.critic(flat, act)
+        q1, q2 = critic(flat, act)
         alpha = torch.as_tensor(sac.alpha, device=flat.device).detach()
         return (torch.min(q1, q2) - alpha * log_pi).reshape(obs.shape[:-1])
+
+    def _count_rollout_logits(self, logit: torch.Tensor) -> None:
+        if logit.numel():
+            lse, count = self._rollout_logits
+            batch = torch.logsumexp(logit.double().flatten(), 0).item()
+            self._rollout_logits = (float(np.logaddexp(lse, batch)), count + logit.numel())
+
+    def pop_rollout_calibration(self) -> float:
+        """``mean exp(logit C)`` over the model rows of SAC's batches since the last call.
+
+        The rows are rollouts: model next states at the rollouts' own states and the
+        policy's actions, scored by the current discriminator. Like ``exp_logit_model`` on
+        the discriminator's held-out replay rows, 1 for a calibrated log-ratio. NaN when
+        SAC's reward read no logit (no discriminator yet, or no ratio term).
+        """
+        lse, count = self._rollout_logits
+        self._rollout_logits = (-math.inf, 0)
+        return math.exp(lse - math.log(count)) if count else math.nan
 
     def pop_bound_reward(self) -> float:
         """Mean augmented reward of the SAC batches since the last call (NaN if none)."""
@@ -410,13 +459,15 @@ class BoundSACAgent(SACAgent):
         return mean
 
     def state_dict(self) -> dict[str, Any]:
-        """SAC's networks, optimizers and temperature, the pending bound-reward mean, the
-        ratio scale's running moments and the warm-up's epoch count."""
+        """SAC's networks, optimizers and temperature, the pending bound-reward mean and
+        rollout calibration, the ratio scale's running moments and the warm-up's epoch
+        count."""
         return {
             "sac": run_state.state_dict(self.sac_agent),
             "bound_reward": (self._reward_sum, self._reward_count),
             "reward_moments": self._reward_moments,
             "epochs_done": self.epochs_done,
+            "rollout_logits": self._rollout_logits,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -425,3 +476,4 @@ class BoundSACAgent(SACAgent):
         self._reward_sum, self._reward_count = state["bound_reward"]
         self._reward_moments = state["reward_moments"]
         self.epochs_done = state["epochs_done"]
+        self._rollout_logits = tuple(state.get("rollout_logits", (-math.inf, 0)))

@@ -26,7 +26,7 @@ import mbrl.util
 import numpy as np
 import torch
 from mbrl.third_party.pytorch_sac_pranz24.sac import SAC
-from mbrl.util.logger import AverageMeter
+from mbrl.util.logger import AverageMeter, Logger
 
 from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
 
@@ -179,8 +179,10 @@ def _load_sac(sac: SAC, state: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------------- logger
 
 
+# (Logger from mbrl.util.logger: util/console.py's quiet_console may stand another class
+# in for mbrl.util.Logger while this module is imported)
 @state_dict.register
-def _logger_state(logger: mbrl.util.Logger) -> dict[str, Any]:
+def _logger_state(logger: Logger) -> dict[str, Any]:
     """Per group: the CSV written so far, the row counter and the meters not yet dumped."""
     state = {}
     for name, (group, _frequency, _color) in logger._groups.items():
@@ -224,7 +226,7 @@ class _ResumedCSVWriter:
 
 
 @load_state_dict.register
-def _load_logger(logger: mbrl.util.Logger, state: Mapping[str, Any]) -> None:
+def _load_logger(logger: Logger, state: Mapping[str, Any]) -> None:
     """Rewrites each group's CSV as it was at the checkpoint and continues after it.
 
     mbrl's ``Logger`` starts every CSV afresh when a group is registered; this puts
