@@ -9,14 +9,19 @@ types of the values are checked first (:mod:`mbrl_bound_plugin.config.value_type
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import omegaconf
 from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
+from mbrl_bound_plugin.config.value_types import (
+    check_types,
+    is_int,
+    is_number,
+    show,
+    source_key,
+)
 from mbrl_bound_plugin.errors import UsageError, first_line
 
 REQUIRED_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -57,55 +62,6 @@ MBPO_FAMILY = ("mbpo", *RESUMABLE)
 # ------------------------------------------------------------------- value checks
 
 _ABSENT = object()
-_INTERPOLATION = re.compile(r"\$\{([\w.]+)\}")
-
-
-def _show(value: Any) -> str:
-    """A value as the user would write it on the command line."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, omegaconf.DictConfig | omegaconf.ListConfig):
-        return str(omegaconf.OmegaConf.to_container(value, resolve=True))
-    return str(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def source_key(cfg: omegaconf.DictConfig, key: str) -> str:
-    """The key a user sets to change ``key``: interpolations (``${overrides.x}``) followed.
-
-    Args:
-        cfg: the composed configuration.
-        key: a dotted key, e.g. ``algorithm.initial_exploration_steps``.
-
-    Returns:
-        e.g. ``overrides.trial_length`` for PETS' ``algorithm.initial_exploration_steps``.
-    """
-    seen = set()
-    while key not in seen:
-        seen.add(key)
-        parent_key, _, leaf = key.rpartition(".")
-        parent = omegaconf.OmegaConf.select(cfg, parent_key) if parent_key else cfg
-        if not isinstance(parent, omegaconf.DictConfig) or leaf not in parent:
-            return key
-        if not omegaconf.OmegaConf.is_interpolation(parent, leaf):
-            return key
-        raw = omegaconf.OmegaConf.to_container(parent, resolve=False)[leaf]
-        match = _INTERPOLATION.fullmatch(str(raw))
-        if match is None:
-            return key
-        key = match.group(1)
-    return key
 
 
 def _get(cfg: omegaconf.DictConfig, key: str) -> Any:
@@ -115,7 +71,7 @@ def _get(cfg: omegaconf.DictConfig, key: str) -> Any:
 def _refuse(cfg: omegaconf.DictConfig, key: str, value: Any, use: str, why: str = "") -> None:
     """Raises the one-line error: ``KEY=VALUE: use WHAT (WHY)``."""
     raise UsageError(
-        f"{source_key(cfg, key)}={_show(value)}: use {use}" + (f" ({why})" if why else "")
+        f"{source_key(cfg, key)}={show(value)}: use {use}" + (f" ({why})" if why else "")
     )
 
 
@@ -127,7 +83,7 @@ def _integer(
     value = _get(cfg, key)
     if value is _ABSENT or (value is None and optional):
         return None
-    if not _is_int(value) or value < low:
+    if not is_int(value) or value < low:
         _refuse(cfg, key, value, f"an integer >= {low}", why)
     return value
 
@@ -139,20 +95,20 @@ def _number(
     value = _get(cfg, key)
     if value is _ABSENT:
         return None
-    if not _is_number(value) or not ok(value):
+    if not is_number(value) or not ok(value):
         _refuse(cfg, key, value, use, why)
     return value
 
 
 def _check_common(cfg: omegaconf.DictConfig, name: str) -> None:
     seed = cfg.get("seed", None)
-    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**32):
+    if seed is not None and (not is_int(seed) or not 0 <= seed < 2**32):
         raise UsageError(
-            f"seed={_show(seed)}: use a whole number from 0 to {2**32 - 1}, e.g. seed=0"
+            f"seed={show(seed)}: use a whole number from 0 to {2**32 - 1}, e.g. seed=0"
         )
     resume = cfg.get("resume", False)
     if not (isinstance(resume, bool) or resume == "auto"):
-        raise UsageError(f"resume={_show(resume)}: use true, false or auto")
+        raise UsageError(f"resume={show(resume)}: use true, false or auto")
     if resume is True and name not in RESUMABLE:
         raise UsageError(
             f"resume=true needs algorithm=bound or mbpo_resumable; mbrl's {name} cannot "
@@ -227,7 +183,7 @@ def _check_model_training(cfg: omegaconf.DictConfig) -> None:
     if not epochs and "patience" in cfg.overrides and not patience:
         add = "" if "num_epochs_train_model" in cfg.overrides else "+"
         raise UsageError(
-            f"overrides.patience={_show(patience)}: use an integer >= 1, or set "
+            f"overrides.patience={show(patience)}: use an integer >= 1, or set "
             f"{add}overrides.num_epochs_train_model=N (with neither, mbrl's model training "
             "never stops)"
         )
@@ -242,7 +198,7 @@ def _check_model_training(cfg: omegaconf.DictConfig) -> None:
     methods = ("random_model", "fixed_model", "expectation")
     if method is not None and method not in methods:
         raise UsageError(
-            f"dynamics_model.propagation_method={_show(method)}: use one of {', '.join(methods)}"
+            f"dynamics_model.propagation_method={show(method)}: use one of {', '.join(methods)}"
         )
 
 
@@ -262,7 +218,7 @@ def _check_mbpo(cfg: omegaconf.DictConfig) -> None:
     if schedule is not _ABSENT:
         items = list(schedule) if isinstance(schedule, omegaconf.ListConfig | list) else None
         use = "4 numbers [first epoch, last epoch, first length, last length], e.g. [1, 15, 1, 1]"
-        if items is None or len(items) != 4 or not all(_is_number(v) for v in items):
+        if items is None or len(items) != 4 or not all(is_number(v) for v in items):
             _refuse(cfg, "overrides.rollout_schedule", schedule, use)
         if items[2] < 0 or items[3] < 0:
             _refuse(cfg, "overrides.rollout_schedule", schedule, use, "lengths are >= 0")
@@ -383,6 +339,7 @@ def _check_bound(cfg: omegaconf.DictConfig) -> None:
             f"{source_key(cfg, 'algorithm.bound_agent.policy_ratio')}="
             f"{agent.policy_ratio}: use true or false"
         )
+    _integer(cfg, "algorithm.disc_max_rows", 1, "replay-buffer rows per discriminator step")
     _check_discriminator(cfg)
 
 
@@ -450,7 +407,9 @@ def check_config(
     Raises:
         UsageError: unknown algorithm name, an invalid ``resume`` (``resume=true`` for
             an algorithm that cannot resume), a key the algorithm reads missing from the
-            overrides, or a value that cannot work.
+            overrides, a value of the wrong type
+            (:func:`mbrl_bound_plugin.config.value_types.check_types`, when ``choices``
+            are given), or a value that cannot work.
     """
     name = cfg.algorithm.get("name", None)
     if name not in REQUIRED_OVERRIDES:
@@ -470,4 +429,6 @@ def check_config(
         raise UsageError(
             f"overrides={choice} cannot serve algorithm={name}: {first_line(e)} (at {e.full_key})"
         ) from e
+    if choices is not None:
+        check_types(cfg, choices)
     check_values(cfg)
