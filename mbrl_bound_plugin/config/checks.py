@@ -23,6 +23,7 @@ from mbrl_bound_plugin.config.value_types import (
     source_key,
 )
 from mbrl_bound_plugin.errors import UsageError, first_line
+from mbrl_bound_plugin.util.checkpoint import check_resume, checkpoint_settings
 
 REQUIRED_OVERRIDES: dict[str, tuple[str, ...]] = {
     "mbpo": (
@@ -107,8 +108,7 @@ def _check_common(cfg: omegaconf.DictConfig, name: str) -> None:
             f"seed={show(seed)}: use a whole number from 0 to {2**32 - 1}, e.g. seed=0"
         )
     resume = cfg.get("resume", False)
-    if not (isinstance(resume, bool) or resume == "auto"):
-        raise UsageError(f"resume={show(resume)}: use true, false or auto")
+    check_resume(resume)
     if resume is True and name not in RESUMABLE:
         raise UsageError(
             f"resume=true needs algorithm=bound or mbpo_resumable; mbrl's {name} cannot "
@@ -122,8 +122,7 @@ def _check_common(cfg: omegaconf.DictConfig, name: str) -> None:
             "the most steps of an episode; remove it with ~overrides.trial_length",
         )
     if name in RESUMABLE:
-        for key in ("keep", "every_epochs"):
-            _integer(cfg, f"checkpoint.{key}", 1)
+        checkpoint_settings(cfg)
 
 
 def _check_rollout_batch(cfg: omegaconf.DictConfig, batch: int, what: str) -> None:
