@@ -50,11 +50,13 @@ def _refusal(argv: list[str]) -> str:
         ("algorithm.disc_max_rows=-5", "algorithm.disc_max_rows=-5: use an integer >= 0"),
         ("algorithm.disc_max_rows=0", "algorithm.disc_max_rows=0: use an integer >= 1"),
         ("discriminator.spectral_norm=1", "discriminator.spectral_norm=1: use true or false"),
-        ("algorithm.bound_agent.mode=3", "algorithm.bound_agent.mode=3: use a string"),
+        ("algorithm.bound_agent.mode=3", "algorithm.bound_agent.mode=3: use one of scaled, bound"),
+        ("experiment=5", "experiment=5: use a string (quoted: experiment='5')"),
         ("overrides.rollout_schedule=5", "overrides.rollout_schedule=5: use a list"),
         ("overrides.rollout_schedule=[1,15,nan,1]", "use a list of finite numbers"),
         # a value interpolated elsewhere is named by the key the user sets
-        ("overrides.sac_gamma=abc", "overrides.sac_gamma='abc': use a finite number"),
+        ("overrides.sac_gamma=abc", "overrides.sac_gamma='abc': use a number"),
+        ("overrides.sac_gamma=inf", "overrides.sac_gamma=inf: use a finite number"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_one_line(override, fragment):

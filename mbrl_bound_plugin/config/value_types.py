@@ -28,6 +28,7 @@ from typing import Any
 import omegaconf
 from hydra.errors import HydraException
 
+from mbrl_bound_plugin.config.schema import check_schema
 from mbrl_bound_plugin.errors import UsageError
 
 # Keys that may be null, with the type of their other values: the run's seed (null: not
@@ -216,6 +217,7 @@ def check_types(cfg: omegaconf.DictConfig, choices: Mapping[str, str | None]) ->
     if defaults is None:
         return
     values = resolved_sections(cfg)
+    check_schema(cfg, values)  # the bound's own keys: types and choices
 
     def walk(node: Mapping[str, Any], shipped: Mapping[str, Any], prefix: str) -> None:
         for key, value in node.items():
