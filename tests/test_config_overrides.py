@@ -109,3 +109,42 @@ def test_preflight_parses_once_and_composes_each_job_once(monkeypatch):
 def test_a_bad_job_of_a_sweep_is_named():
     with pytest.raises(UsageError, match=r"overrides\.num_steps=0: .*\(in the job overrides"):
         cli.preflight(["-m", *BOUND, "overrides.num_steps=100,0"])
+
+
+class _Reached(Exception):
+    pass
+
+
+def test_the_hydra_task_of_a_checked_job_does_not_check_it_again(monkeypatch, tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    import mbrl_bound_plugin.env.factory as factory
+    from mbrl_bound_plugin.config.composition import _hydra_compose
+
+    cli._checked_jobs.clear()
+    cli.preflight([*BOUND, "seed=4"])
+    cfg = _hydra_compose([*BOUND, "seed=4"])  # (what Hydra hands the task, and its node)
+    cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+
+    def refuse(*args):
+        raise AssertionError("checked twice")
+
+    def reached(*args):
+        raise _Reached
+
+    monkeypatch.setattr(cli, "check_config", refuse)
+    monkeypatch.setattr(cli, "resolve_device", refuse)
+    monkeypatch.setattr(factory, "make_env", reached)  # (the run's first step after the checks)
+    try:
+        with pytest.raises(_Reached):
+            cli.run(cfg)
+        assert cfg.device in ("cpu", "cuda:0")
+        cli._checked_jobs.clear()  # a job preflight did not check is checked in its task
+        with pytest.raises(AssertionError, match="checked twice"):
+            cli.run(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
