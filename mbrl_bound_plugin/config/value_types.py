@@ -13,7 +13,9 @@ configuration the chosen config groups ship (the same ``algorithm``, ``overrides
   finite numbers);
 - never null, but for the keys documented as nullable (:data:`NULLABLE`).
 
-Keys the defaults do not have (``+key=...``) and keys whose default is null pass here;
+The bound's own keys are first merged into their structured configs
+(:mod:`mbrl_bound_plugin.config.schema`), which also know their choices and nullable
+keys. Keys the defaults do not have (``+key=...``) and keys whose default is null pass;
 the range checks (:mod:`mbrl_bound_plugin.config.checks`) check them where they matter.
 """
 
