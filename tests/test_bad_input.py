@@ -192,11 +192,11 @@ BAD_INPUT = {
     ),
     "bound scale unknown": (
         BOUND + ["algorithm.bound_agent.scale=huge"],
-        ["algorithm.bound_agent", "scale must be one of"],
+        ["algorithm.bound_agent.scale='huge'", "use one of none, reward_std, reward_rms"],
     ),
     "bound warmup fraction": (
         BOUND + ["algorithm.bound_agent.warmup_epochs=1.5"],
-        ["algorithm.bound_agent", "warmup_epochs must be an integer >= 0, got 1.5"],
+        ["algorithm.bound_agent.warmup_epochs=1.5: use an integer"],
     ),
     "bound discriminator batch 0": (
         BOUND + ["discriminator.batch_size=0"],
@@ -204,7 +204,7 @@ BAD_INPUT = {
     ),
     "bound discriminator lr text": (
         BOUND + ["discriminator.lr=fast"],
-        ["discriminator.lr must be > 0, got 'fast'"],
+        ["discriminator.lr='fast': use a number"],
     ),
     # --- environment, termination and reward functions ---
     "mbpo unknown term_fn": (

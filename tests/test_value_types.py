@@ -115,7 +115,9 @@ def _malformed(key: str, default: Any) -> list[str]:
     """Values of the wrong kind for a key shipped as ``default`` (Hydra's syntax)."""
     if default is None and not _nullable(key):
         return []  # (untyped: any value may serve)
-    if key in UNTYPED or isinstance(default, bool):
+    if key in UNTYPED:  # (seed, resume)
+        values = ["abc", "0.5", "nan", "[1,2]"]
+    elif isinstance(default, bool):
         values = ["abc", "3", "nan"]
     elif key in float_keys() and isinstance(default, int):
         values = ["abc", "nan", "inf", "true"]

@@ -48,8 +48,9 @@ NULLABLE: dict[str, type] = {
 }
 # Nullable wherever they are (their last dotted part).
 NULLABLE_LEAVES: dict[str, type] = {"model_min_logvar": float}
-# Keys whose value is more than one type; the range checks check them in full.
-UNTYPED = frozenset({"resume"})
+# Keys the range checks check in full, with their own words: `resume` (a boolean or
+# "auto") and `seed` (a whole number from 0 to 2**32 - 1, or null).
+UNTYPED = frozenset({"resume", "seed"})
 # Config groups whose files are scanned for keys that are floats in any of them.
 _GROUPS = ("algorithm", "overrides", "dynamics_model", "action_optimizer", "discriminator")
 _INTERPOLATION = re.compile(r"\$\{([\w.]+)\}")
