@@ -49,9 +49,9 @@ from mbrl_bound_plugin.util import wall_time
 from mbrl_bound_plugin.util.device import resolve_device
 
 # The jobs this process checked before Hydra started (:func:`preflight`), by their task
-# overrides (Hydra's ``hydra.overrides.task``), with their resolved device: their Hydra
-# task (:func:`run`) neither checks them nor resolves the device again.
-_checked_jobs: dict[tuple[str, ...], str] = {}
+# overrides (Hydra's ``hydra.overrides.task``): their Hydra task (:func:`run`) does not
+# check them again (and finds their device resolved, :mod:`mbrl_bound_plugin.util.device`).
+_checked_jobs: set[tuple[str, ...]] = set()
 
 
 def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
@@ -84,25 +84,25 @@ def preflight(argv: Sequence[str]) -> None:
     """Checks the command line before Hydra starts, so that bad input writes nothing.
 
     The arguments are split by Hydra's own argument parser and its overrides parsed
-    once, by Hydra's override grammar (:func:`mbrl_bound_plugin.config.overrides.parse_overrides`).
-    Then:
+    once, by Hydra's override grammar
+    (:func:`mbrl_bound_plugin.config.overrides.parse_overrides`). Then:
 
     - a single run's configuration is composed and checked in full, exactly as
       :func:`mbrl_bound_plugin.compose` does (the same ``UsageError`` for the same input);
     - a ``-m`` sweep is split into its jobs by Hydra's basic sweeper
       (:func:`mbrl_bound_plugin.config.overrides.sweep_jobs`: every job, or one job per
       swept value beyond ``MAX_CHECKED_JOBS`` jobs), and each job's configuration is
-      composed and checked before any job is launched (a composition costs well under
-      0.1 s). Sweeps that another sweeper expands (``hydra/sweeper=...``,
+      composed and checked before any job is launched (a fraction of a second each).
+      Sweeps that another sweeper expands (``hydra/sweeper=...``,
       ``interval(...)``) get the command-line checks only;
     - ``--cfg``, ``--info``, ``-cp``/``-cn``/``--config-dir`` and
       ``--experimental-rerun`` (which print a configuration or compose another one)
       get the command-line checks only.
 
     A job checked here is not checked again in its Hydra task (:func:`run`), nor is its
-    device resolved again; the jobs not checked here (of a large sweep beyond the sampled
-    ones, of another config or sweeper, and every job a launcher runs in another
-    process) are checked there.
+    device resolved again (:mod:`mbrl_bound_plugin.util.device`); the jobs not checked
+    here (of a large sweep beyond the sampled ones, of another config or sweeper, and
+    every job a launcher runs in another process) are checked there.
 
     Args:
         argv: the command-line arguments (without the program name).
@@ -142,8 +142,8 @@ def preflight(argv: Sequence[str]) -> None:
 
 
 def _record_checked(run: ComposedRun) -> None:
-    """Remembers a job :func:`preflight` checked, with its resolved device."""
-    _checked_jobs[run.task_overrides] = run.cfg.device
+    """Remembers a job :func:`preflight` checked."""
+    _checked_jobs.add(run.task_overrides)
 
 
 def _record_completion(filled: Mapping[str, Any]) -> None:
@@ -181,12 +181,9 @@ def run(cfg: omegaconf.DictConfig) -> float:
     from mbrl_bound_plugin.env.factory import make_env
 
     hydra_cfg = HydraConfig.get()
-    device = _checked_jobs.get(tuple(hydra_cfg.overrides.task))
-    if device is None:  # not checked before Hydra started (e.g. a job run in another process)
-        cfg.device = resolve_device(cfg.device)
+    cfg.device = resolve_device(cfg.device)  # (resolved once per process)
+    if tuple(hydra_cfg.overrides.task) not in _checked_jobs:  # e.g. run in another process
         check_config(cfg, hydra_cfg.runtime.choices)
-    else:
-        cfg.device = device
     _record_completion(complete_config(cfg))
     name = cfg.algorithm.name
     env, term_fn, reward_fn = make_env(cfg)

@@ -1,8 +1,10 @@
 """The torch device a run uses: ``device: auto`` resolved, and a device that is not there refused.
 
-Each entry point resolves the configured device once: the ``mbrl-bound`` command (before
+Each entry point resolves the configured device: the ``mbrl-bound`` command (before
 Hydra starts, or in the job's own process when a launcher runs it elsewhere) and
-:func:`mbrl_bound_plugin.algorithms.bound.train` for Python callers.
+:func:`mbrl_bound_plugin.algorithms.bound.train` for Python callers. A process resolves
+each device once: what it resolved (``auto`` and the device it became) is remembered, so
+``train`` called by the command finds its device resolved.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any
 import torch
 
 from mbrl_bound_plugin.errors import UsageError
+
+# device as configured -> the torch device it resolved to, in this process
+_resolved: dict[str, str] = {}
 
 
 def resolve_device(device: Any) -> str:
@@ -27,6 +32,14 @@ def resolve_device(device: Any) -> str:
         UsageError: an invalid device string, CUDA requested on a machine without it,
             or a CUDA device index the machine does not have.
     """
+    if isinstance(device, str) and device in _resolved:
+        return _resolved[device]
+    resolved = _resolve(device)
+    _resolved[device] = _resolved[resolved] = resolved
+    return resolved
+
+
+def _resolve(device: Any) -> str:
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     try:
