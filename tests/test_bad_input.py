@@ -200,11 +200,11 @@ BAD_INPUT = {
     ),
     "bound ratio_centering text": (
         BOUND + ["algorithm.bound_agent.ratio_centering=maybe"],
-        ["algorithm.bound_agent.ratio_centering=maybe", "true or false"],
+        ["algorithm.bound_agent.ratio_centering='maybe'", "true or false"],
     ),
     "bound optimism method unknown": (
         BOUND + ["algorithm.optimism.method=greedy"],
-        ["algorithm.optimism", "method must be one of"],
+        ["algorithm.optimism.method='greedy'", "one of none, mean_shift, resample"],
     ),
     "bound optimism budget<0": (
         BOUND + ["algorithm.optimism.kl_budget=-0.1"],
