@@ -192,19 +192,19 @@ BAD_INPUT = {
     ),
     "bound scale unknown": (
         BOUND + ["algorithm.bound_agent.scale=huge"],
-        ["algorithm.bound_agent", "scale must be one of"],
+        ["algorithm.bound_agent.scale='huge'", "use one of none, reward_std, reward_rms"],
     ),
     "bound warmup fraction": (
         BOUND + ["algorithm.bound_agent.warmup_epochs=1.5"],
-        ["algorithm.bound_agent", "warmup_epochs must be an integer >= 0, got 1.5"],
+        ["algorithm.bound_agent.warmup_epochs=1.5: use an integer"],
     ),
     "bound ratio_centering text": (
         BOUND + ["algorithm.bound_agent.ratio_centering=maybe"],
-        ["algorithm.bound_agent.ratio_centering=maybe", "true or false"],
+        ["algorithm.bound_agent.ratio_centering='maybe'", "true or false"],
     ),
     "bound optimism method unknown": (
         BOUND + ["algorithm.optimism.method=greedy"],
-        ["algorithm.optimism", "method must be one of"],
+        ["algorithm.optimism.method='greedy'", "one of none, mean_shift, resample"],
     ),
     "bound optimism budget<0": (
         BOUND + ["algorithm.optimism.kl_budget=-0.1"],
@@ -216,7 +216,7 @@ BAD_INPUT = {
     ),
     "bound discriminator lr text": (
         BOUND + ["discriminator.lr=fast"],
-        ["discriminator.lr must be > 0, got 'fast'"],
+        ["discriminator.lr='fast': use a number"],
     ),
     # --- environment, termination and reward functions ---
     "mbpo unknown term_fn": (

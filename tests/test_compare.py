@@ -103,7 +103,7 @@ def test_first_seed_and_settings_name(tmp_path):
     assert "seed=100,101,102" in argv
     with pytest.raises(CompareError, match="first-seed"):
         sweep_commands(settings, ["point_maze"], ["bound"], 3, tmp_path, first_seed=-1)
-    with pytest.raises(CompareError, match="choose from: benchmark, quick, v2"):
+    with pytest.raises(CompareError, match="choose from: benchmark, maze_calibration, quick, v2"):
         load_settings("v3")
 
 

@@ -195,7 +195,7 @@ def test_a_deterministic_model_refuses_a_budget():
 
 
 def test_bad_optimism_settings_name_the_key():
-    with pytest.raises(UsageError, match="algorithm.optimism: method must be one of"):
+    with pytest.raises(UsageError, match="algorithm.optimism.method='greedy': use one of none"):
         compose([*PENDULUM, "algorithm.optimism.method=greedy"])
     cfg = compose(PENDULUM)
     cfg.algorithm.optimism.method = "greedy"  # (as a launcher's process gets it: checked again)

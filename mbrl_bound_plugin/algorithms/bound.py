@@ -31,9 +31,9 @@ from mbrl.algorithms.mbpo import (
 )
 
 from mbrl_bound_plugin.algorithms.bound_run import BoundRun
-from mbrl_bound_plugin.config.composition import resolve_device
 from mbrl_bound_plugin.models.discriminator import Discriminator
 from mbrl_bound_plugin.util.checkpoint import Checkpointer
+from mbrl_bound_plugin.util.device import resolve_device
 
 
 def discriminator_step(

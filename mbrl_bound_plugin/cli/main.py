@@ -29,16 +29,14 @@ from hydra.types import RunMode
 
 from hydra_plugins.mbrl_bound_plugin.mbrl_bound_searchpath import mbrl_bound_conf_dir
 from mbrl_bound_plugin import require_mbrl
+from mbrl_bound_plugin.config.checks import check_config
 from mbrl_bound_plugin.config.composition import (
-    check_config,
-    check_group_choices,
+    ComposedRun,
     complete_config,
-    compose,
-    parse_overrides,
+    compose_checked,
     quiet_config_warnings,
-    resolve_device,
-    sweep_jobs,
 )
+from mbrl_bound_plugin.config.overrides import check_group_choices, parse_overrides, sweep_jobs
 from mbrl_bound_plugin.errors import (
     PROG,
     STOPPED_FILE,
@@ -48,6 +46,12 @@ from mbrl_bound_plugin.errors import (
     UsageError,
 )
 from mbrl_bound_plugin.util import wall_time
+from mbrl_bound_plugin.util.device import resolve_device
+
+# The jobs this process checked before Hydra started (:func:`preflight`), by their task
+# overrides (Hydra's ``hydra.overrides.task``): their Hydra task (:func:`run`) does not
+# check them again (and finds their device resolved, :mod:`mbrl_bound_plugin.util.device`).
+_checked_jobs: set[tuple[str, ...]] = set()
 
 
 def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
@@ -79,23 +83,26 @@ def _check_output_dirs(overrides: Sequence[Override]) -> None:
 def preflight(argv: Sequence[str]) -> None:
     """Checks the command line before Hydra starts, so that bad input writes nothing.
 
-    The arguments are split by Hydra's own argument parser and its overrides parsed by
-    Hydra's override grammar, as the app itself will. Then:
+    The arguments are split by Hydra's own argument parser and its overrides parsed
+    once, by Hydra's override grammar
+    (:func:`mbrl_bound_plugin.config.overrides.parse_overrides`). Then:
 
     - a single run's configuration is composed and checked in full, exactly as
       :func:`mbrl_bound_plugin.compose` does (the same ``UsageError`` for the same input);
-    - a ``-m`` sweep is expanded into its jobs as Hydra's basic sweeper does
-      (:func:`mbrl_bound_plugin.config.composition.sweep_jobs`: every job, or one job per swept
-      value beyond ``MAX_CHECKED_JOBS`` jobs), and each job's configuration is composed
-      and checked before any job is launched (a composition costs well under 0.1 s).
-      Sweeps that another sweeper expands (``hydra/sweeper=...``, ``interval(...)``)
-      get the command-line checks only;
+    - a ``-m`` sweep is split into its jobs by Hydra's basic sweeper
+      (:func:`mbrl_bound_plugin.config.overrides.sweep_jobs`: every job, or one job per
+      swept value beyond ``MAX_CHECKED_JOBS`` jobs), and each job's configuration is
+      composed and checked before any job is launched (a fraction of a second each).
+      Sweeps that another sweeper expands (``hydra/sweeper=...``,
+      ``interval(...)``) get the command-line checks only;
     - ``--cfg``, ``--info``, ``-cp``/``-cn``/``--config-dir`` and
       ``--experimental-rerun`` (which print a configuration or compose another one)
       get the command-line checks only.
 
-    The same checks run again inside each Hydra task (:func:`run`), where launchers run
-    jobs in other processes.
+    A job checked here is not checked again in its Hydra task (:func:`run`), nor is its
+    device resolved again (:mod:`mbrl_bound_plugin.util.device`); the jobs not checked
+    here (of a large sweep beyond the sampled ones, of another config or sweeper, and
+    every job a launcher runs in another process) are checked there.
 
     Args:
         argv: the command-line arguments (without the program name).
@@ -120,18 +127,23 @@ def preflight(argv: Sequence[str]) -> None:
             raise UsageError(
                 f"{sweeps[0]} is a sweep; add -m (--multirun) to run one job per value"
             )
-        compose(args.overrides)
+        _record_checked(compose_checked(args.overrides, overrides))
         return
     jobs = sweep_jobs(overrides)
     swept = {o.get_key_element() for o in overrides if o.is_sweep_override()}
     for job in jobs or []:
         try:
-            compose(job)
+            _record_checked(compose_checked(job, overrides))
         except UsageError as e:
             if not swept:
                 raise
             values = " ".join(o for o in job if o.split("=", 1)[0] in swept)
             raise UsageError(f"{e} (in the job {values})") from e
+
+
+def _record_checked(run: ComposedRun) -> None:
+    """Remembers a job :func:`preflight` checked."""
+    _checked_jobs.add(run.task_overrides)
 
 
 def _record_completion(filled: Mapping[str, Any]) -> None:
@@ -156,9 +168,9 @@ def _record_completion(filled: Mapping[str, Any]) -> None:
 def run(cfg: omegaconf.DictConfig) -> float:
     """Trains ``cfg.algorithm.name`` on the configured task (mbrl's main.py semantics).
 
-    The configuration is checked and completed as :func:`mbrl_bound_plugin.compose`
-    does (the replay buffer sized for the whole run, also in the saved
-    ``.hydra/config.yaml``).
+    The configuration is checked as :func:`mbrl_bound_plugin.compose` does, unless
+    :func:`preflight` checked it in this process, and completed (the replay buffer sized
+    for the whole run, also in the saved ``.hydra/config.yaml``).
 
     Args:
         cfg: the composed configuration; ``cfg.device`` may be ``auto``.
@@ -168,8 +180,10 @@ def run(cfg: omegaconf.DictConfig) -> float:
     """
     from mbrl_bound_plugin.env.factory import make_env
 
-    cfg.device = resolve_device(cfg.device)
-    check_config(cfg, HydraConfig.get().runtime.choices)
+    hydra_cfg = HydraConfig.get()
+    cfg.device = resolve_device(cfg.device)  # (resolved once per process)
+    if tuple(hydra_cfg.overrides.task) not in _checked_jobs:  # e.g. run in another process
+        check_config(cfg, hydra_cfg.runtime.choices)
     _record_completion(complete_config(cfg))
     name = cfg.algorithm.name
     env, term_fn, reward_fn = make_env(cfg)

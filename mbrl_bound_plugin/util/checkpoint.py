@@ -225,7 +225,46 @@ def _check_version(path: pathlib.Path, version: str) -> None:
 # ------------------------------------------------- which checkpoint a run continues
 
 
-RESUME_CHOICES = (False, True, "auto")
+def _typed(value: Any) -> str:
+    """A setting's value as written in the config (``true``, ``null``, ``'text'``, ``3``)."""
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    return repr(value)
+
+
+def check_resume(resume: Any) -> None:
+    """Refuses a ``resume`` other than ``true``, ``false`` or ``auto``.
+
+    The one check of ``resume``'s value: the configuration's checks make it before a run
+    starts, :func:`find_resume_checkpoint` for callers of ``train``.
+
+    Raises:
+        UsageError: ``resume=VALUE: use true, false or auto``.
+    """
+    if not (isinstance(resume, bool) or resume == "auto"):
+        raise UsageError(f"resume={_typed(resume)}: use true, false or auto")
+
+
+def checkpoint_settings(cfg: omegaconf.DictConfig) -> tuple[int, int]:
+    """``checkpoint.keep`` and ``checkpoint.every_epochs`` (both default to 1), checked.
+
+    The one check of the ``checkpoint`` settings: the configuration's checks make it
+    before a run starts, :class:`Checkpointer` for callers of ``train``.
+
+    Returns:
+        How many checkpoints to keep, and every how many epochs one is written.
+
+    Raises:
+        UsageError: ``checkpoint.KEY=VALUE: use an integer >= 1``.
+    """
+    section = cfg.get("checkpoint", None) or {}
+    values = []
+    for key in ("keep", "every_epochs"):
+        value = section.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"checkpoint.{key}={_typed(value)}: use an integer >= 1")
+        values.append(value)
+    return values[0], values[1]
 
 
 def find_resume_checkpoint(resume: Any, directory: pathlib.Path) -> pathlib.Path | None:
@@ -242,8 +281,7 @@ def find_resume_checkpoint(resume: Any, directory: pathlib.Path) -> pathlib.Path
             ``resume=false`` where an earlier run left checkpoints (starting afresh
             would overwrite its logs and checkpoints).
     """
-    if resume not in RESUME_CHOICES or isinstance(resume, int) and not isinstance(resume, bool):
-        raise UsageError(f"resume={resume!r}; use true, false or auto")
+    check_resume(resume)
     found = latest_checkpoint(directory)
     if resume is True and found is None:
         raise UsageError(
@@ -411,13 +449,6 @@ class SignalWatch:
             signal.signal(signum, previous)
 
 
-def _positive_int(section: Any, key: str) -> int:
-    value = section.get(key, 1)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError(f"checkpoint.{key}={value!r} must be an integer >= 1")
-    return value
-
-
 class Checkpointer:
     """When and where a run saves itself, and the state it continues from.
 
@@ -460,9 +491,8 @@ class Checkpointer:
         env: gym.Env,
         silent: bool = False,
     ):
-        settings = cfg.get("checkpoint", None) or {}
-        self.keep = _positive_int(settings, "keep")
-        self.every_steps = _positive_int(settings, "every_epochs") * cfg.overrides.epoch_length
+        self.keep, every_epochs = checkpoint_settings(cfg)
+        self.every_steps = every_epochs * cfg.overrides.epoch_length
         self.directory = checkpoint_dir(work_dir)
         self.identity = run_identity(cfg, env)
         self.config = config_dict(cfg)  # (the config does not change during a run)
