@@ -45,7 +45,7 @@ MAX_EPISODE_STEPS = 150
 ARENA = 1.0  # the arena is [-ARENA, ARENA]^2
 MAX_STEP = 0.1  # displacement per step at |a_i| = 1, per coordinate
 NOISE_STD = 0.03  # std of the Gaussian noise on each coordinate of each displacement
-NOISE_STD_V1 = 0.10  # v1's noise, calibrated so that MBPO sometimes succeeds
+NOISE_STD_V1 = 0.15  # v1's noise, calibrated so that MBPO sometimes succeeds
 START = (-0.7, 0.0)
 START_JITTER = 0.05  # the start position is START + U(-START_JITTER, START_JITTER)^2
 GOAL = (0.7, 0.0)
