@@ -9,8 +9,9 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh $(VENV) editable
 	touch $(STAMP)
 
+# One pytest-xdist worker per core; a file's tests stay on one worker (shared fixtures).
 test: $(STAMP)
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n auto --dist loadfile
 
 # A small bound run on InvertedPendulum-v5 (about 25 s on 2 CPU cores): mbrl's MBPO
 # settings with a smaller budget, model and SAC.

@@ -54,6 +54,13 @@ TINY_PETS = TINY_MODEL + [
 ]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs a worker per core), each worker trains on one
+    thread: workers with a pool of threads each would contend for the same cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 def one_thread_env(**extra: str) -> dict[str, str]:
     """The environment for a test's subprocess: this one's, with ``extra``, and one
     thread per BLAS/OpenMP pool unless OMP_NUM_THREADS is set (tiny nets run fastest so,
