@@ -282,6 +282,19 @@ BAD_INPUT = {
         ["-m", *MBPO, "overrides.epoch_length=100,0"],
         ["overrides.epoch_length=0", "in the job overrides.epoch_length=0"],
     ),
+    "a sweep over overrides= with a plain key only its choices have": (
+        [
+            "-m",
+            "algorithm=mbpo",
+            "overrides=mbpo_inv_pendulum_v5,mbpo_mountain_car",
+            "overrides.epoch_length=100",
+        ],
+        [
+            "overrides.epoch_length=100: with -m",
+            "overrides's default choice",
+            "write ++overrides.epoch_length=100",
+        ],
+    ),
     "a bad job in a glob sweep": (
         ["-m", "algorithm=glob(*,exclude=planet)", "overrides=mbpo_inv_pendulum_v5"],
         [

@@ -32,6 +32,7 @@ from mbrl_bound_plugin import require_mbrl
 from mbrl_bound_plugin.config.checks import check_config
 from mbrl_bound_plugin.config.composition import (
     ComposedRun,
+    check_sweep_base,
     complete_config,
     compose_checked,
     quiet_config_warnings,
@@ -94,7 +95,9 @@ def preflight(argv: Sequence[str]) -> None:
       swept value beyond ``MAX_CHECKED_JOBS`` jobs), and each job's configuration is
       composed and checked before any job is launched (a fraction of a second each).
       Sweeps that another sweeper expands (``hydra/sweeper=...``,
-      ``interval(...)``) get the command-line checks only;
+      ``interval(...)``) get the command-line checks only. What Hydra composes before
+      launching (the command without its sweeps) is composed too
+      (:func:`~mbrl_bound_plugin.config.composition.check_sweep_base`);
     - ``--cfg``, ``--info``, ``-cp``/``-cn``/``--config-dir`` and
       ``--experimental-rerun`` (which print a configuration or compose another one)
       get the command-line checks only.
@@ -139,6 +142,8 @@ def preflight(argv: Sequence[str]) -> None:
                 raise
             values = " ".join(o for o in job if o.split("=", 1)[0] in swept)
             raise UsageError(f"{e} (in the job {values})") from e
+    if jobs is not None:
+        check_sweep_base(overrides)
 
 
 def _record_checked(run: ComposedRun) -> None:

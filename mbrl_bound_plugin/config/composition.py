@@ -162,6 +162,48 @@ def _hydra_compose(overrides: list[str]) -> omegaconf.DictConfig:
             GlobalHydra.instance().initialize(outer)
 
 
+def check_sweep_base(overrides: Sequence[Override]) -> None:
+    """Refuses a ``-m`` command whose sweep-free part Hydra cannot compose.
+
+    Before it launches any job, Hydra's multirun composes the command without its sweeps:
+    a swept group (``overrides=a,b``) keeps its default choice there. A plain
+    ``overrides.KEY=VALUE`` for a key that only the swept choices have then fails in
+    Hydra's own multi-line error, although every job composes. ``++KEY=VALUE`` (add or
+    replace) composes in both.
+
+    Args:
+        overrides: the command's parsed overrides, jobs already checked one by one.
+
+    Raises:
+        UsageError: naming the override and the ``++`` form that works.
+    """
+    swept = [o.key_or_group for o in overrides if o.is_sweep_override()]
+    if not swept:
+        return
+    base = [o.input_line for o in overrides if not o.is_sweep_override()]
+    try:
+        _hydra_compose(base)
+    except ConfigCompositionException as e:
+        culprit = next(
+            (
+                o
+                for o in overrides
+                if not o.is_sweep_override()
+                and not o.input_line.startswith("+")
+                and any(o.key_or_group.startswith(f"{group}.") for group in swept)
+            ),
+            None,
+        )
+        if culprit is None:
+            raise UsageError(f"with -m, the command without its sweeps: {first_line(e)}") from e
+        group = culprit.key_or_group.split(".", 1)[0]
+        raise UsageError(
+            f"{culprit.input_line}: with -m, Hydra first composes the command without its "
+            f"sweeps, with {group}'s default choice, which has no {culprit.key_or_group}; "
+            f"write ++{culprit.input_line}"
+        ) from e
+
+
 def _explain_override_error(
     error: ConfigCompositionException, lines: Sequence[str], overrides: Sequence[Override]
 ) -> str | None:
