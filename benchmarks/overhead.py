@@ -17,7 +17,10 @@ component's time excludes the other components timed inside it:
 - model training, other: the rest of mbrl's ``train_model_and_save_model_and_data``
   (batching, normalizer, saving the model and data);
 - discriminator step: ``mbrl_bound_plugin.algorithms.bound.discriminator_step``;
-- rollouts: mbrl's ``rollout_model_and_populate_sac_buffer``, without the scoring inside it;
+- rollouts: mbrl's ``rollout_model_and_populate_sac_buffer``, without the scoring and
+  the tilt inside it;
+- model step tilt: ``BudgetedOptimism.sample`` (with ``algorithm.optimism.method`` set),
+  the value-tilted draw of each model step: bound's own work inside the shared rollouts;
 - scoring: ``ScoredReplayBuffer._score``, the discriminator's logits of SAC's buffer: of
   the rows the rollouts add, and of every row after each discriminator step;
 - SAC updates: ``SAC.update_parameters``, without the relabelling inside it;
@@ -33,7 +36,8 @@ Two ratios are printed per repeat and as medians:
 - end to end: bound's seconds per step over MBPO's (what the README's cost target is set in);
 - bound's own work: MBPO's seconds per step plus what bound spends more in the
   components whose work differs (:data:`BOUND_WORK`: model updates and validation with
-  the bound term, the discriminator step, scoring, relabelling, checkpoints), over
+  the bound term, the discriminator step, the model step tilt, scoring, relabelling,
+  checkpoints), over
   MBPO's seconds per step. The shared components (SAC updates, rollouts, evaluation,
   the rest) compute the same on both sides (same networks, batch sizes and counts), so
   this ratio is the end-to-end one without the noise of timing the shared work twice;
@@ -89,6 +93,7 @@ from mbrl_bound_plugin import compose
 from mbrl_bound_plugin.algorithms.bound_run import BoundRun
 from mbrl_bound_plugin.env.factory import make_env
 from mbrl_bound_plugin.models.model_wrapper import BoundTransitionRewardModel
+from mbrl_bound_plugin.models.optimism import BudgetedOptimism
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 from mbrl_bound_plugin.util.checkpoint import Checkpointer
 from mbrl_bound_plugin.util.replay_buffer import ScoredReplayBuffer
@@ -123,6 +128,7 @@ COMPONENTS: list[tuple[str, list[tuple[object, str]]]] = [
     ),
     ("discriminator step", [(bound_algorithm, "discriminator_step")]),
     ("rollouts", [(mbpo, "rollout_model_and_populate_sac_buffer")]),
+    ("model step tilt", [(BudgetedOptimism, "sample")]),
     ("scoring", [(ScoredReplayBuffer, "_score")]),
     ("SAC updates", [(SAC, "update_parameters")]),
     ("relabelling", [(BoundSACAgent, "augmented_reward")]),
@@ -134,6 +140,7 @@ BOUND_WORK = (
     "model updates",
     "model validation",
     "discriminator step",
+    "model step tilt",
     "scoring",
     "relabelling",
     "checkpoints",

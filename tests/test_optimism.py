@@ -233,3 +233,38 @@ def test_mean_shift_in_chunks_is_the_same_shift(monkeypatch):
     chunked.set_value(_linear_value, GAMMA, None)
     torch.testing.assert_close(_sample(model, chunked)[0], expected)
     assert chunked.pop_stats() == pytest.approx(whole.pop_stats())
+
+
+def test_mean_shift_gain_is_measured_on_the_first_rows_without_touching_the_rollouts_rng(
+    monkeypatch,
+):
+    import mbrl_bound_plugin.models.optimism as module
+
+    def noisy_value(next_obs):  # draws from the global generator, as SAC's policy does
+        return _linear_value(next_obs) + 0.0 * torch.rand(len(next_obs))
+
+    model = _model()
+    tilt = BudgetedOptimism("mean_shift", 0.08)
+    tilt.set_value(noisy_value, GAMMA, None)
+    with tilt.unrecorded():
+        unrecorded = _sample(model, tilt)
+        after_unrecorded = torch.rand(3)
+    monkeypatch.setattr(module, "_GAIN_ROWS", 7)
+    recorded = _sample(model, tilt)
+    after_recorded = torch.rand(3)
+    for ours, theirs in zip(recorded, unrecorded, strict=True):
+        assert torch.equal(ours, theirs)  # recording draws nothing the rollout would see
+    assert torch.equal(after_recorded, after_unrecorded)
+    # linear V: the gain on the first 7 rows is gamma W . delta of those rows
+    plain_obs, _ = _sample(model, None)
+    delta = recorded[0] - plain_obs
+    stats = tilt.pop_stats()
+    assert stats["optimism_value_gain"] == pytest.approx((GAMMA * delta[:7] @ W).mean().item())
+    assert stats["optimism_value_gain"] != pytest.approx((GAMMA * delta @ W).mean().item())
+
+
+def test_pending_sums_saved_before_gain_rows_load():
+    tilt = BudgetedOptimism("mean_shift", 0.08)
+    old = {"kl": 1.0, "value_gain": 2.0, "eta": 0.0, "eta_rows": 0, "rows": 4.0}
+    tilt.load_state_dict({"sums": old})
+    assert tilt.pop_stats()["optimism_value_gain"] == 0.5

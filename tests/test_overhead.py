@@ -24,11 +24,12 @@ def test_bound_own_work_charges_the_shared_components_at_mbpos_time(overhead):
     bound = {
         "model updates": 6.0,  # +3
         "discriminator step": 1.0,  # +1, bound only
+        "model step tilt": 2.0,  # +2, bound only (inside the shared rollouts)
         "SAC updates": 75.0,  # shared: its +15 is not bound's own work
         "rollouts": 3.5,
         "other": 9.0,
     }
-    assert overhead.own_work_ratio(bound, 68.0, mbpo) == pytest.approx((68.0 + 4.0) / 68.0)
+    assert overhead.own_work_ratio(bound, 68.0, mbpo) == pytest.approx((68.0 + 6.0) / 68.0)
 
 
 def test_summarize_reprints_a_saved_run(overhead, tmp_path):

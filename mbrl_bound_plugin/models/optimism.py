@@ -26,6 +26,15 @@ NextObsFn = Callable[[torch.Tensor], torch.Tensor]
 OPTIMISM_STATS = ("optimism_kl", "optimism_eta", "optimism_value_gain")
 # rows per call of the value function when no gradient is needed
 _VALUE_CHUNK = 65536
+_SUMS = ("kl", "value_gain", "gain_rows", "eta", "eta_rows", "rows")
+# rows of each mean_shift model step whose value gain is measured (the first ones: rollout
+# rows start from replay rows drawn at random); the gain needs two more passes of V
+_GAIN_ROWS = 8192
+
+
+def _cuda(device: torch.device) -> list[torch.device]:
+    """The devices whose generators :func:`torch.random.fork_rng` must fork besides the CPU's."""
+    return [device] if device.type == "cuda" else []
 
 
 class BudgetedOptimism:
@@ -52,7 +61,7 @@ class BudgetedOptimism:
         self.num_samples = int(num_samples)
         self._value: tuple[ValueFn, float, TermFn | None] | None = None
         self._recording = True
-        self._sums = dict.fromkeys(("kl", "value_gain", "eta", "eta_rows", "rows"), 0.0)
+        self._sums = dict.fromkeys(_SUMS, 0.0)
 
     @property
     def tilts(self) -> bool:
@@ -142,11 +151,16 @@ class BudgetedOptimism:
         if self._recording:
             _, gamma, _ = self._value
             with torch.no_grad():
-                # the same policy noise at both points (common random numbers)
-                devices = [mean.device] if mean.device.type == "cuda" else []
-                with torch.random.fork_rng(devices=devices):
-                    at_tilted = self._scaled_value(to_next_obs(tilted[..., :obs_dims]), act)
-                gain = at_tilted - self._scaled_value(to_next_obs(draw[..., :obs_dims]), act)
+                # on the first _GAIN_ROWS rows, the same policy noise at both points
+                # (common random numbers), from forks: the diagnostic draws nothing from
+                # the generator the rollouts use
+                some, part = slice(0, _GAIN_ROWS), act[:_GAIN_ROWS]
+                values = []
+                for point in (tilted, draw):
+                    with torch.random.fork_rng(devices=_cuda(mean.device)):
+                        next_obs = to_next_obs(point[..., :obs_dims])[some]
+                        values.append(self._scaled_value(next_obs, part))
+                gain = values[0] - values[1]
             eta = budget.mean_shift_temperature(sigma, grad / gamma, self.kl_budget, gamma)
             self._record(budget.gaussian_shift_kl(delta, sigma), gain, eta)
         return tilted
@@ -167,6 +181,7 @@ class BudgetedOptimism:
         finite = torch.isfinite(eta)
         self._sums["kl"] += kl.sum().item()
         self._sums["value_gain"] += gain.sum().item()
+        self._sums["gain_rows"] += gain.numel()
         self._sums["eta"] += eta[finite].sum().item()
         self._sums["eta_rows"] += finite.sum().item()
         self._sums["rows"] += kl.numel()
@@ -185,12 +200,15 @@ class BudgetedOptimism:
         """Means over the samples since the last call, then reset: ``optimism_kl`` (the
         realized ``KL(q || q_mle)``, nats), ``optimism_eta`` (mean of the finite ``eta``;
         for ``mean_shift`` the one the shift implies for a linear ``V``) and
-        ``optimism_value_gain`` (``E_q[gamma V] - E_q_mle[gamma V]``). NaN without samples."""
+        ``optimism_value_gain`` (``E_q[gamma V] - E_q_mle[gamma V]``; for ``mean_shift``
+        on the first :data:`_GAIN_ROWS` rows of each model step). NaN without samples."""
         sums, rows = self._sums, self._sums["rows"]
         stats = {
             "optimism_kl": sums["kl"] / rows if rows else math.nan,
             "optimism_eta": sums["eta"] / sums["eta_rows"] if sums["eta_rows"] else math.nan,
-            "optimism_value_gain": sums["value_gain"] / rows if rows else math.nan,
+            "optimism_value_gain": (
+                sums["value_gain"] / sums["gain_rows"] if sums["gain_rows"] else math.nan
+            ),
         }
         self._sums = dict.fromkeys(self._sums, 0.0)
         return stats
@@ -200,5 +218,8 @@ class BudgetedOptimism:
         return {"sums": dict(self._sums)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Loads :meth:`state_dict`."""
-        self._sums = dict(state["sums"])
+        """Loads :meth:`state_dict` (one saved before ``gain_rows`` counted the gain
+        on all its rows)."""
+        sums = dict(state["sums"])
+        sums.setdefault("gain_rows", sums["rows"])
+        self._sums = dict.fromkeys(_SUMS, 0.0) | sums
