@@ -2,6 +2,7 @@
 
     python benchmarks/maze_exploration.py exp/v2/point_maze          # every run below it
     python benchmarks/maze_exploration.py RUN_DIR [RUN_DIR ...]
+    python benchmarks/maze_exploration.py --paired ARM_A ARM_B   # same seeds, two arms
 
 Besides the buffer, each run's ``results.csv`` (one evaluation episode per epoch) gives
 whether its last evaluation reached the goal (the success of a seed, as the maze's
@@ -15,6 +16,11 @@ the share of transitions right of the wall, and the largest ``x`` reached. A run
 evaluation return only says whether its deterministic policy reaches the goal; this says
 whether the goal was ever found at all, i.e. whether the model and the policy had any
 goal transition to learn from.
+
+``--paired A B`` pairs the runs under two folders by seed (the ``seed`` of each run's
+``.hydra/config.yaml``) and compares the successful seeds: the pairs where exactly one
+arm succeeded (discordant) decide an exact two-sided sign test (McNemar's exact test),
+and the evaluations reaching the goal are summed per arm.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import pathlib
 import sys
 
 import numpy as np
+import omegaconf
+import scipy.stats
 
 from mbrl_bound_plugin.env import maze
 
@@ -89,11 +97,75 @@ def evaluations(results_path: pathlib.Path) -> dict[str, float]:
     }
 
 
+def runs_by_seed(folder: pathlib.Path) -> dict[int, pathlib.Path]:
+    """The run folders below ``folder`` (those with a ``results.csv``), by their seed."""
+    runs = {}
+    for results in sorted(folder.rglob("results.csv")):
+        config = results.parent / ".hydra" / "config.yaml"
+        if config.exists():
+            runs[int(omegaconf.OmegaConf.load(config).seed)] = results.parent
+    return runs
+
+
+def paired(arm_a: pathlib.Path, arm_b: pathlib.Path) -> dict:
+    """Successful seeds of two arms on the seeds both ran (see the module docstring).
+
+    Returns:
+        ``seeds`` (sorted), ``last_a`` / ``last_b`` (per seed, 1.0 when the last
+        evaluation reached the goal), ``only_a`` / ``only_b`` (discordant pairs),
+        ``p_value`` (exact two-sided sign test on them; 1.0 without any),
+        ``reached_a`` / ``reached_b`` and ``evaluations_a`` / ``evaluations_b`` (summed).
+    """
+    runs_a, runs_b = runs_by_seed(arm_a), runs_by_seed(arm_b)
+    seeds = sorted(set(runs_a) & set(runs_b))
+    out: dict = {"seeds": seeds}
+    for key, runs in (("a", runs_a), ("b", runs_b)):
+        evals = [evaluations(runs[seed] / "results.csv") for seed in seeds]
+        out[f"last_{key}"] = [e["last_success"] for e in evals]
+        out[f"reached_{key}"] = sum(e["successes"] for e in evals)
+        out[f"evaluations_{key}"] = sum(e["evaluations"] for e in evals)
+    pairs = list(zip(out["last_a"], out["last_b"], strict=True))
+    out["only_a"] = sum(a > b for a, b in pairs)
+    out["only_b"] = sum(b > a for a, b in pairs)
+    discordant = out["only_a"] + out["only_b"]
+    out["p_value"] = (
+        scipy.stats.binomtest(out["only_a"], discordant, 0.5).pvalue if discordant else 1.0
+    )
+    return out
+
+
+def print_paired(arm_a: pathlib.Path, arm_b: pathlib.Path) -> int:
+    """Prints :func:`paired` per seed and in total; 2 when the arms share no seed."""
+    result = paired(arm_a, arm_b)
+    if not result["seeds"]:
+        print(f"no seed with a run under both {arm_a} and {arm_b}", file=sys.stderr)
+        return 2
+    print(f"seed | last eval reached: {arm_a} | {arm_b}")
+    for seed, a, b in zip(result["seeds"], result["last_a"], result["last_b"], strict=True):
+        print(f"{seed} | {'yes' if a else 'no'} | {'yes' if b else 'no'}")
+    n = len(result["seeds"])
+    print(
+        f"successful seeds: {sum(result['last_a']):.0f} of {n} | {sum(result['last_b']):.0f} "
+        f"of {n}; discordant pairs: {result['only_a']} for {arm_a}, {result['only_b']} for "
+        f"{arm_b}; exact sign test p = {result['p_value']:.3g}"
+    )
+    print(
+        f"evaluations reaching the goal: {result['reached_a']} of {result['evaluations_a']} | "
+        f"{result['reached_b']} of {result['evaluations_b']}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Prints one line per run found under the given folders."""
+    """Prints one line per run found under the given folders (or ``--paired``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=pathlib.Path)
+    parser.add_argument("folders", nargs="*", type=pathlib.Path)
+    parser.add_argument("--paired", nargs=2, type=pathlib.Path, metavar=("ARM_A", "ARM_B"))
     args = parser.parse_args(argv)
+    if args.paired:
+        return print_paired(*args.paired)
+    if not args.folders:
+        parser.error("give run folders, or --paired ARM_A ARM_B")
     buffers = sorted(p for f in args.folders for p in f.rglob("replay_buffer.npz"))
     if not buffers:
         print("no replay_buffer.npz under the given folders", file=sys.stderr)

@@ -379,6 +379,38 @@ def test_maze_exploration_reads_which_evaluations_reached_the_goal(tmp_path, cap
     assert e["successes"] == 0 and e["last_success"] == 0.0 and math.isnan(e["first_success_step"])
 
 
+def test_maze_exploration_pairs_two_arms_by_seed_and_tests_the_discordant_pairs(tmp_path, capsys):
+    from conftest import load_benchmark
+
+    module = load_benchmark("maze_exploration")
+    never = 0.01 * MAX_EPISODE_STEPS
+    reached = never + 30
+
+    def run(arm: str, folder: str, seed: int, last: float, first: float = never) -> None:
+        path = tmp_path / arm / folder
+        (path / ".hydra").mkdir(parents=True)
+        (path / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
+        (path / "results.csv").write_text(f"env_step,episode_reward\n299,{first}\n599,{last}\n")
+
+    # seeds 0-5 in both arms (folder names need not match); seed 9 only in arm b
+    for seed in range(6):
+        run("a", f"mbpo_seed{seed}", seed, reached if seed == 0 else never)
+        run("b", f"x/bound_{seed}", seed, reached, first=reached if seed == 1 else never)
+    run("b", "bound_9", 9, reached)
+    result = module.paired(tmp_path / "a", tmp_path / "b")
+    assert result["seeds"] == list(range(6))
+    assert sum(result["last_a"]) == 1 and sum(result["last_b"]) == 6
+    assert (result["only_a"], result["only_b"]) == (0, 5)
+    assert result["p_value"] == pytest.approx(2 * 0.5**5)  # exact two-sided sign test
+    assert (result["reached_a"], result["reached_b"]) == (1, 7)
+    assert result["evaluations_a"] == result["evaluations_b"] == 12
+    assert module.main(["--paired", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "successful seeds: 1 of 6 | 6 of 6" in capsys.readouterr().out
+    assert module.paired(tmp_path / "a", tmp_path / "a")["p_value"] == 1.0  # no discordant pair
+    (tmp_path / "c").mkdir()
+    assert module.main(["--paired", str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+
+
 # ----------------------------------------------------------------------------- PointMaze-v1
 
 
