@@ -41,6 +41,7 @@ def _sac(alpha: float = 0.3, seed: int = 0) -> SAC:
 
 def _agent(**kwargs) -> BoundSACAgent:
     kwargs.setdefault("gamma", 0.9)
+    kwargs.setdefault("ratio_centering", False)  # (the uncentered term, unless a test asks)
     return BoundSACAgent(_sac(), **kwargs)
 
 

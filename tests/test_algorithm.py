@@ -47,7 +47,13 @@ def _check_disc_columns(row: dict[str, str]) -> None:
 
 @pytest.mark.slow
 def test_bound_trains_through_the_command_and_logs_its_diagnostics(run_cli, results, tmp_path):
-    proc = run_cli("algorithm=bound", "overrides=mbpo_inv_pendulum_v5", *TINY_BOUND)
+    # (method none: the model step of beta and its logged bound terms)
+    proc = run_cli(
+        "algorithm=bound",
+        "overrides=mbpo_inv_pendulum_v5",
+        *TINY_BOUND,
+        "algorithm.optimism.method=none",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = results()
     assert [int(float(r["epoch"])) for r in rows] == [0, 1]
@@ -408,8 +414,9 @@ def _train_model(run: BoundRun) -> None:
 @pytest.fixture(scope="module")
 def prepared_run(tmp_path_factory, one_torch_thread) -> BoundRun:
     """A run after exploration, one model training and one discriminator step, whose SAC
-    has taken a real and a model update (so every optimizer has a state)."""
-    cfg = _tiny_bound_cfg()
+    has taken a real and a model update (so every optimizer has a state). The model step
+    is that of ``beta`` (``optimism.method=none``)."""
+    cfg = _tiny_bound_cfg("algorithm.optimism.method=none")
     torch.manual_seed(0)
     env, term_fn, _ = make_env(cfg)
     test_env, *_ = make_env(cfg)
@@ -579,8 +586,11 @@ def test_each_ablation_turns_off_its_own_term_only(
 ):
     """bound_no_model_term: C relabels SAC's batches, the model loss has no bound term;
     bound_no_policy_term: the model step climbs the ratio term, SAC never calls C."""
-    cfg = _tiny_bound_cfg(
-        f"algorithm={ablation}", "overrides.num_steps=100", "overrides.freq_train_model=50"
+    cfg = _tiny_bound_cfg(  # (the model term of beta: optimism.method=none)
+        f"algorithm={ablation}",
+        "overrides.num_steps=100",
+        "overrides.freq_train_model=50",
+        "algorithm.optimism.method=none",
     )
     assert cfg.algorithm.name == ablation
     calls = {"sac": 0, "model": 0}

@@ -132,6 +132,7 @@ def test_bound_settings_reach_the_objects_the_run_builds(tmp_path: pathlib.Path)
         "algorithm.bound_agent.clip": 3.5,
         "algorithm.bound_agent.scale": "reward_rms",
         "algorithm.bound_agent.warmup_epochs": 4,
+        "algorithm.bound_agent.ratio_centering": False,
         "overrides.sac_gamma": 0.95,
         "discriminator.batch_size": 17,
         "discriminator.num_updates": 7,
@@ -144,7 +145,9 @@ def test_bound_settings_reach_the_objects_the_run_builds(tmp_path: pathlib.Path)
         "discriminator.weight_decay": 0.001,
     }
     cfg = mbrl_bound_plugin.compose(
+        # (method none: the model step of beta, whose weight is checked here)
         ["algorithm=bound", "overrides=mbpo_inv_pendulum_v5", "device=cpu"]
+        + ["algorithm.optimism.method=none"]
         + [f"{k}={v}" for k, v in settings.items()]
     )
     env, term_fn, _ = mbrl_bound_plugin.make_env(cfg)
@@ -157,6 +160,7 @@ def test_bound_settings_reach_the_objects_the_run_builds(tmp_path: pathlib.Path)
         "algorithm.bound_agent.clip": agent.clip,
         "algorithm.bound_agent.scale": agent.scale,
         "algorithm.bound_agent.warmup_epochs": agent.warmup_epochs,
+        "algorithm.bound_agent.ratio_centering": agent.ratio_centering,
         "overrides.sac_gamma": agent.gamma,
         "discriminator.batch_size": disc.batch_size,
         "discriminator.num_updates": disc.num_updates,

@@ -83,8 +83,8 @@ def test_a_bound_run_prints_one_line_per_epoch(tmp_path, capsys, one_torch_threa
     epochs = cfg.overrides.num_steps // cfg.overrides.epoch_length
     assert len(lines) == epochs == 2  # (and no "Saving models to", SAC's, at a new best)
     assert all(mbrl.constants.RESULTS_LOG_NAME in line and "DACC" in line for line in lines)
-    # while model_train.csv has a row for every model-training epoch
-    assert len(_rows(tmp_path / "model_train.csv")) >= 2 * epochs
+    # while model_train.csv has its rows (mbrl's early stopping: at least one per training)
+    assert len(_rows(tmp_path / "model_train.csv")) >= epochs
 
 
 @pytest.mark.slow

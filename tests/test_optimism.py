@@ -171,9 +171,11 @@ PENDULUM = ["algorithm=bound", "overrides=mbpo_inv_pendulum_v5", "device=cpu", *
 
 
 def test_with_optimism_the_model_trains_by_nll_alone():
-    plain = create_bound_model(compose(PENDULUM), (4,), (1,))
+    plain = create_bound_model(compose([*PENDULUM, "algorithm.optimism.method=none"]), (4,), (1,))
     assert plain.beta == 0.1 and plain.optimism is None
-    cfg = compose([*PENDULUM, "algorithm.optimism.method=resample"])
+    cfg = compose(
+        [*PENDULUM, "algorithm.optimism.method=resample", "algorithm.optimism.kl_budget=0"]
+    )
     model = create_bound_model(cfg, (4,), (1,))
     assert model.beta == 0.0  # mbrl's training and validation score, as in MBPO
     assert model.optimism.method == "resample" and not model.optimism.tilts  # eps = 0

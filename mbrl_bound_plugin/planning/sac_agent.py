@@ -84,7 +84,7 @@ class BoundSACAgent(SACAgent):
         scale: str = "none",
         warmup_epochs: int = 0,
         policy_ratio: bool = True,
-        ratio_centering: bool = False,
+        ratio_centering: bool = True,
     ):
         super().__init__(sac_agent)
         objective.check_reward_settings(mode, gamma, lam, clip, reward_floor, scale, warmup_epochs)
