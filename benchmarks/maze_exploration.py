@@ -17,8 +17,8 @@ evaluation return only says whether its deterministic policy reaches the goal; t
 whether the goal was ever found at all, i.e. whether the model and the policy had any
 goal transition to learn from.
 
-``--paired A B`` pairs the runs under two folders by seed (the ``seed`` of each run's
-``.hydra/config.yaml``) and compares the successful seeds: the pairs where exactly one
+``--paired A B`` pairs the runs under two folders by seed (as ``mbrl-bound-report`` finds
+and reads them) and compares the successful seeds: the pairs where exactly one
 arm succeeded (discordant) decide an exact two-sided sign test (McNemar's exact test),
 and the evaluations reaching the goal are summed per arm.
 """
@@ -30,10 +30,11 @@ import pathlib
 import sys
 
 import numpy as np
-import omegaconf
 import scipy.stats
 
 from mbrl_bound_plugin.env import maze
+from mbrl_bound_plugin.errors import ReportError
+from mbrl_bound_plugin.report.runs import find_runs
 
 
 def exploration(buffer_path: pathlib.Path) -> dict[str, float]:
@@ -97,16 +98,6 @@ def evaluations(results_path: pathlib.Path) -> dict[str, float]:
     }
 
 
-def runs_by_seed(folder: pathlib.Path) -> dict[int, pathlib.Path]:
-    """The run folders below ``folder`` (those with a ``results.csv``), by their seed."""
-    runs = {}
-    for results in sorted(folder.rglob("results.csv")):
-        config = results.parent / ".hydra" / "config.yaml"
-        if config.exists():
-            runs[int(omegaconf.OmegaConf.load(config).seed)] = results.parent
-    return runs
-
-
 def paired(arm_a: pathlib.Path, arm_b: pathlib.Path) -> dict:
     """Successful seeds of two arms on the seeds both ran (see the module docstring).
 
@@ -115,8 +106,11 @@ def paired(arm_a: pathlib.Path, arm_b: pathlib.Path) -> dict:
         evaluation reached the goal), ``only_a`` / ``only_b`` (discordant pairs),
         ``p_value`` (exact two-sided sign test on them; 1.0 without any),
         ``reached_a`` / ``reached_b`` and ``evaluations_a`` / ``evaluations_b`` (summed).
+
+    Raises:
+        ReportError: an arm's folder holds no usable run (:func:`find_runs`).
     """
-    runs_a, runs_b = runs_by_seed(arm_a), runs_by_seed(arm_b)
+    runs_a, runs_b = ({run.seed: run.path for run in find_runs(arm)} for arm in (arm_a, arm_b))
     seeds = sorted(set(runs_a) & set(runs_b))
     out: dict = {"seeds": seeds}
     for key, runs in (("a", runs_a), ("b", runs_b)):
@@ -136,7 +130,11 @@ def paired(arm_a: pathlib.Path, arm_b: pathlib.Path) -> dict:
 
 def print_paired(arm_a: pathlib.Path, arm_b: pathlib.Path) -> int:
     """Prints :func:`paired` per seed and in total; 2 when the arms share no seed."""
-    result = paired(arm_a, arm_b)
+    try:
+        result = paired(arm_a, arm_b)
+    except ReportError as e:
+        print(e, file=sys.stderr)
+        return 2
     if not result["seeds"]:
         print(f"no seed with a run under both {arm_a} and {arm_b}", file=sys.stderr)
         return 2

@@ -389,7 +389,8 @@ def test_maze_exploration_pairs_two_arms_by_seed_and_tests_the_discordant_pairs(
     def run(arm: str, folder: str, seed: int, last: float, first: float = never) -> None:
         path = tmp_path / arm / folder
         (path / ".hydra").mkdir(parents=True)
-        (path / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
+        config = f"seed: {seed}\nalgorithm:\n  name: {arm}\noverrides:\n  env: {maze.ENV_ID_V1}\n"
+        (path / ".hydra" / "config.yaml").write_text(config)
         (path / "results.csv").write_text(f"env_step,episode_reward\n299,{first}\n599,{last}\n")
 
     # seeds 0-5 in both arms (folder names need not match); seed 9 only in arm b
@@ -407,8 +408,10 @@ def test_maze_exploration_pairs_two_arms_by_seed_and_tests_the_discordant_pairs(
     assert module.main(["--paired", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "successful seeds: 1 of 6 | 6 of 6" in capsys.readouterr().out
     assert module.paired(tmp_path / "a", tmp_path / "a")["p_value"] == 1.0  # no discordant pair
-    (tmp_path / "c").mkdir()
+    (tmp_path / "c").mkdir()  # no run at all
     assert module.main(["--paired", str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+    run("d", "bound_7", 7, reached)  # runs, but no seed in common
+    assert module.main(["--paired", str(tmp_path / "a"), str(tmp_path / "d")]) == 2
 
 
 # ----------------------------------------------------------------------------- PointMaze-v1
