@@ -37,8 +37,13 @@ from mbrl_bound_plugin.models.optimism import BudgetedOptimism
 from mbrl_bound_plugin.planning.sac_agent import BoundSACAgent
 
 TASKS = {"inv_pendulum": "mbpo_inv_pendulum_v5", "halfcheetah": "mbpo_halfcheetah_v5"}
-# (method, K) pairs timed: K only matters to resample
-VARIANTS = [("mean_shift", 16), ("resample", 4), ("resample", 8), ("resample", 16)]
+# the tilts timed, by their label in the table: (method, K); K is used by resample only
+VARIANTS = {
+    "mean_shift": ("mean_shift", 16),
+    "resample K=4": ("resample", 4),
+    "resample K=8": ("resample", 8),
+    "resample K=16": ("resample", 16),
+}
 KL_BUDGET = 0.1
 
 
@@ -73,7 +78,7 @@ def measure(task: str, repeats: int, rows: int | None, sac_updates: int | None) 
         return obs + pred
 
     tilt_s = {}
-    for method, k in VARIANTS:
+    for label, (method, k) in VARIANTS.items():
         tilt = BudgetedOptimism(method, KL_BUDGET, k)
         tilt.set_value(agent.target_value, float(over.sac_gamma), term_fn)
 
@@ -81,7 +86,7 @@ def measure(task: str, repeats: int, rows: int | None, sac_updates: int | None) 
             with torch.no_grad():  # (as mbrl's ModelEnv.step)
                 tilt.sample(mean, logvar, act, to_next_obs, obs_dim, gen)
 
-        tilt_s[method if method == "mean_shift" else f"resample K={k}"] = cpu_seconds(step, repeats)
+        tilt_s[label] = cpu_seconds(step, repeats)
 
     buffer = mbrl.util.replay_buffer.ReplayBuffer(10_000, (obs_dim,), (act_dim,))
     rng = np.random.default_rng(0)
