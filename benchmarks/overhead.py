@@ -7,7 +7,9 @@ to whichever side runs first), repeat r runs bound then mbpo when r is even, mbp
 bound when it is odd. The MBPO side is mbrl's own ``mbrl.algorithms.mbpo.train``.
 Model training runs a fixed number of epochs on both sides (``--model-epochs``, early
 stopping off), so that the ratio measures the algorithm and not how soon mbrl's
-patience stops training.
+patience stops training. ``--early-stopping`` measures the other thing, the cost as a
+user runs it: each side trains its model as the task's settings say (mbrl's patience,
+no epoch cap), and the model epochs each side trained are printed beside the times.
 
 Each component is timed by wrapping the function that does it, on both sides alike; a
 component's time excludes the other components timed inside it:
@@ -60,7 +62,8 @@ looks at the denormals themselves.
 
     python benchmarks/overhead.py [--task inv_pendulum|halfcheetah] [--repeats 3]
         [--steps N] [--model-epochs 20] [--warmup-steps 50] [--device cpu|cuda:0]
-        [--threads N] [--flush-denormal] [--json FILE] [HYDRA_OVERRIDE ...]
+        [--threads N] [--flush-denormal] [--early-stopping] [--json FILE]
+        [HYDRA_OVERRIDE ...]
     python benchmarks/overhead.py --summarize FILE   # the tables again, from a --json FILE
 
 On a GPU (``--device cuda:0``) every component boundary waits for the GPU
@@ -223,8 +226,35 @@ def fixed_epoch_overrides(task: str, device: str = "cpu", model_epochs: int = 20
     ]
 
 
+def early_stopping_overrides(task: str, device: str = "cpu") -> list[str]:
+    """Both sides' overrides: the task's MBPO settings on ``device``, model training as
+    they say (mbrl's early stopping)."""
+    return [*TASKS[task], f"device={device}"]
+
+
+@contextlib.contextmanager
+def counting_model_epochs() -> Iterator[list[int]]:
+    """The number of epochs of each of mbrl's ``ModelTrainer.train`` calls (its training
+    losses, one per epoch), in a list that grows while the context is open."""
+    epochs: list[int] = []
+    original = mbrl.models.ModelTrainer.__dict__["train"]
+
+    @functools.wraps(original)
+    def train(*args, **kwargs):
+        result = original(*args, **kwargs)
+        epochs.append(len(result[0]))
+        return result
+
+    mbrl.models.ModelTrainer.train = train
+    try:
+        yield epochs
+    finally:
+        mbrl.models.ModelTrainer.train = original
+
+
 def time_run(algorithm: str, overrides: list[str]) -> list:
-    """One run: ``[wall s/step, {component: wall s/step}, CPU s/step, {component: CPU s/step}]``."""
+    """One run: ``[wall s/step, {component: wall s/step}, CPU s/step, {component: CPU s/step},
+    model epochs trained]``."""
     cfg = compose([f"algorithm={algorithm}", *overrides])
     env, term_fn, _ = make_env(cfg)
     test_env, *_ = make_env(cfg)
@@ -232,7 +262,11 @@ def time_run(algorithm: str, overrides: list[str]) -> list:
     torch.manual_seed(cfg.seed)
     train = mbpo.train if algorithm == "mbpo" else bound_algorithm.train
     sync = torch.cuda.synchronize if str(cfg.device).startswith("cuda") else (lambda: None)
-    with tempfile.TemporaryDirectory() as work_dir, Timers(sync).installed() as timers:
+    with (
+        tempfile.TemporaryDirectory() as work_dir,
+        Timers(sync).installed() as timers,
+        counting_model_epochs() as epochs,
+    ):
         start, cpu_start = time.perf_counter(), time.process_time()
         train(env, test_env, term_fn, cfg, silent=True, work_dir=work_dir)
         sync()
@@ -244,6 +278,7 @@ def time_run(algorithm: str, overrides: list[str]) -> list:
         {k: v / steps for k, v in timers.breakdown(elapsed).items()},
         cpu / steps,
         {k: v / steps for k, v in timers.breakdown(cpu, cpu=True).items()},
+        sum(epochs),
     ]
 
 
@@ -287,11 +322,16 @@ def _tables(runs: dict[str, list], clock: int, unit: str) -> list[float]:
 def summarize(runs: dict[str, list]) -> list[float]:
     """Prints the ratios and the per-component table of ``runs`` (``--json``'s ``runs``), in
     wall time and, where the runs have it (files saved before it was recorded do not), in
-    CPU time; returns the end-to-end wall-time ratio of each repeat."""
+    CPU time, and the model epochs each side trained where recorded; returns the
+    end-to-end wall-time ratio of each repeat."""
     end_to_end = _tables(runs, 0, "wall")
-    if all(len(r) == 4 for rs in runs.values() for r in rs):
+    if all(len(r) >= 4 for rs in runs.values() for r in rs):
         print()
         _tables(runs, 2, "CPU")
+    if all(len(r) >= 5 for rs in runs.values() for r in rs):
+        print()
+        for algorithm, rs in runs.items():
+            print(f"model epochs trained, {algorithm}: {', '.join(str(r[4]) for r in rs)}")
     return end_to_end
 
 
@@ -301,6 +341,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, help="environment steps after exploration")
     parser.add_argument("--model-epochs", type=int, default=20, help="epochs per model training")
+    parser.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="train the model as the task's settings say (mbrl's patience) instead of "
+        "--model-epochs epochs",
+    )
     parser.add_argument(
         "--warmup-steps",
         type=int,
@@ -323,6 +369,8 @@ def main() -> None:
         conditions = [f"{saved['threads']} threads"] if "threads" in saved else []
         if saved.get("flush_denormal"):
             conditions.append("denormals flushed to zero")
+        if saved.get("early_stopping"):
+            conditions.append("mbrl's early stopping")
         print(
             f"# {args.summarize}: {' '.join(saved['overrides'])}"
             + "".join(f"; {c}" for c in conditions)
@@ -336,11 +384,15 @@ def main() -> None:
     if args.flush_denormal and not torch.set_flush_denormal(True):
         parser.error("--flush-denormal: this CPU cannot flush denormals (torch.set_flush_denormal)")
     steps = args.steps or DEFAULT_STEPS[args.task]
-    overrides = [*fixed_epoch_overrides(args.task, args.device, args.model_epochs), *extra]
+    if args.early_stopping:
+        overrides = [*early_stopping_overrides(args.task, args.device), *extra]
+    else:
+        overrides = [*fixed_epoch_overrides(args.task, args.device, args.model_epochs), *extra]
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
         + (", denormals flushed to zero" if args.flush_denormal else "")
+        + (", mbrl's early stopping" if args.early_stopping else "")
         + (f", {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else "")
     )
     print(f"# overrides: {' '.join(overrides)} overrides.num_steps={steps}")
@@ -353,7 +405,7 @@ def main() -> None:
         order = ("bound", "mbpo") if rep % 2 == 0 else ("mbpo", "bound")
         for algorithm in order:
             runs[algorithm].append(time_run(algorithm, overrides))
-        (bound_s, bound_parts, bound_cpu, _), (mbpo_s, mbpo_parts, mbpo_cpu, _) = (
+        (bound_s, bound_parts, bound_cpu, _, bound_epochs), (mbpo_s, mbpo_parts, mbpo_cpu, *_) = (
             runs["bound"][-1],
             runs["mbpo"][-1],
         )
@@ -361,7 +413,8 @@ def main() -> None:
             f"repeat {rep}: bound {bound_s * 1e3:.1f} ms/step, mbpo {mbpo_s * 1e3:.1f} ms/step, "
             f"ratio {bound_s / mbpo_s:.3f} (bound's own work: "
             f"{own_work_ratio(bound_parts, mbpo_s, mbpo_parts):.3f}; CPU time: "
-            f"{bound_cpu / mbpo_cpu:.3f})",
+            f"{bound_cpu / mbpo_cpu:.3f}; model epochs: bound {bound_epochs}, "
+            f"mbpo {runs['mbpo'][-1][4]})",
             flush=True,
         )
     ratios = summarize(runs)
@@ -371,6 +424,7 @@ def main() -> None:
                 "overrides": overrides,
                 "threads": torch.get_num_threads(),
                 "flush_denormal": args.flush_denormal,
+                "early_stopping": args.early_stopping,
                 "ratios": ratios,
                 "runs": runs,
             }

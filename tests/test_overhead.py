@@ -132,3 +132,43 @@ def test_timers_charge_waiting_to_the_wall_clock_only_and_exclude_nested_compone
     assert timers.seconds["outer"] == pytest.approx(0.1)
     outer()  # a second call adds to each component
     assert timers.seconds == pytest.approx({"inner": 1.1, "outer": 0.2})
+
+
+def test_summarize_prints_the_model_epochs_and_early_stopping_of_a_saved_run(overhead, tmp_path):
+    def run(wall, epochs):
+        return [wall, {"other": wall}, wall, {"other": wall}, epochs]
+
+    runs = {"bound": [run(0.11, 60), run(0.12, 75)], "mbpo": [run(0.10, 40), run(0.10, 45)]}
+    saved = {"overrides": [], "threads": 1, "early_stopping": True, "runs": runs}
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    proc = subprocess.run(
+        [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "mbrl's early stopping" in lines[0]
+    assert "model epochs trained, bound: 60, 75" in lines
+    assert "model epochs trained, mbpo: 40, 45" in lines
+    assert any("end to end, CPU, over 2 repeats: 1.150" in line for line in lines)
+
+
+def test_counting_model_epochs_counts_each_training_of_mbrls_trainer(overhead):
+    import mbrl.models
+    import mbrl.util.replay_buffer
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    buffer = mbrl.util.replay_buffer.ReplayBuffer(64, (2,), (1,), rng=rng)
+    for _ in range(64):
+        buffer.add(rng.normal(size=2), rng.normal(size=1), rng.normal(size=2), 0.0, False, False)
+    member = mbrl.models.GaussianMLP(in_size=3, out_size=2, device="cpu", hid_size=8)
+    model = mbrl.models.OneDTransitionRewardModel(member, learned_rewards=False)
+    dataset = mbrl.util.replay_buffer.TransitionIterator(buffer.get_all(), batch_size=16)
+    trainer = mbrl.models.ModelTrainer(model)
+    original = mbrl.models.ModelTrainer.train
+    with overhead.counting_model_epochs() as epochs:
+        trainer.train(dataset, num_epochs=3)
+        trainer.train(dataset, num_epochs=2)
+    assert epochs == [3, 2]
+    assert mbrl.models.ModelTrainer.train is original  # unwrapped on exit
