@@ -391,6 +391,33 @@ def test_cli_writes_report_and_plots(runs_dir: pathlib.Path, capsys) -> None:
     assert "**26.50**" in (runs_dir / "report.md").read_text()
 
 
+def test_cli_reports_the_runs_of_several_folders_together(
+    runs_dir: pathlib.Path, tmp_path: pathlib.Path, capsys
+) -> None:
+    # the MBPO arm in a folder of its own, as a second compare command leaves it
+    other = tmp_path / "other"
+    (runs_dir / "mbpo").rename(other)
+    alone = report.find_runs(runs_dir)
+    assert "mbpo" not in {r.algorithm for r in alone}
+    # a folder inside another is searched once: its runs are not counted twice
+    both = report.find_runs([runs_dir, other, other / "default"])
+    assert len(both) == len(alone) + len(MBPO_FINALS)
+    code, out, err = run_cli(capsys, str(runs_dir), str(other), "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "same task, algorithm and seed" not in err
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "Paired difference against mbpo" in text  # bound paired with the other folder's mbpo
+    assert table_rows(text, TASK)["mbpo"][0] == str(len(MBPO_FINALS))
+    # several folders and no --out: one line, exit 2, nothing written
+    code, out, err = run_cli(capsys, str(runs_dir), str(other))
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        "mbrl-bound-report: error: a report on several directories needs an output "
+        "directory (--out)"
+    )
+    assert not (runs_dir / "report.md").exists()
+
+
 def test_cli_bad_dir_is_one_line_exit_2(tmp_path: pathlib.Path, capsys) -> None:
     code, out, err = run_cli(capsys, str(tmp_path / "missing"))
     assert code == 2

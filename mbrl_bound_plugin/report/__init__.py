@@ -15,7 +15,7 @@ The names below are the package's API; it imports neither torch nor mbrl.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import omegaconf
@@ -131,16 +131,18 @@ __all__ = [
 
 
 def make_report(
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     out_dir: str | Path | None = None,
     task_of: Callable[[omegaconf.DictConfig], str] | None = None,
     success_thresholds: Mapping[str, float] | None = None,
 ) -> list[Path]:
-    """Finds the runs under ``root`` and writes the report and its plots.
+    """Finds the runs under ``root`` (one directory or several) and writes the report and
+    its plots.
 
     Args:
-        root: the directory of run folders.
-        out_dir: where to write; ``None`` writes into ``root``.
+        root: the directory of run folders, or a sequence of them (e.g. the ``--out``
+            folders of several ``mbrl-bound-compare`` commands).
+        out_dir: where to write; ``None`` writes into ``root`` (required with several).
         task_of: task name of a run's config; ``None`` uses :func:`default_task_of`.
         success_thresholds: task name to success threshold (names as ``task_of``
             gives them); ``None`` uses :data:`SUCCESS_THRESHOLDS`.
@@ -151,10 +153,14 @@ def make_report(
         ``sac_diagnostics.png``.
 
     Raises:
-        ReportError: as :func:`find_runs`, or if ``out_dir`` cannot be created.
+        ReportError: as :func:`find_runs`, if ``out_dir`` cannot be created, or if it is
+            ``None`` with several roots.
     """
+    several = not isinstance(root, (str, Path))
+    if several and out_dir is None and len(root) != 1:
+        raise ReportError("a report on several directories needs an output directory (--out)")
     runs = find_runs(root, task_of)
-    out = Path(root if out_dir is None else out_dir)
+    out = Path(out_dir if out_dir is not None else (root[0] if several else root))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -1,4 +1,5 @@
-"""``mbrl-bound-report DIR [--out OUT_DIR]``: the report on the run folders under ``DIR``."""
+"""``mbrl-bound-report DIR [DIR ...] [--out OUT_DIR]``: the report on the run folders under
+each ``DIR``, in one report."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ PROG = "mbrl-bound-report"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``mbrl-bound-report DIR [--out OUT_DIR]`` command.
+    """The ``mbrl-bound-report DIR [DIR ...] [--out OUT_DIR]`` command.
 
     Prints each path written, one a line, and skipped run folders as warnings on
     stderr; bad input is one line on stderr and exit code 2.
@@ -31,16 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Tables and plots of the mbrl run folders under DIR: report.md, "
-        "curves.png, bound_diagnostics.png and sac_diagnostics.png.",
+        description="Tables and plots of the mbrl run folders under each DIR, in one report: "
+        "report.md, curves.png, bound_diagnostics.png and sac_diagnostics.png.",
     )
-    parser.add_argument("dir", metavar="DIR", help="directory searched for run folders")
-    parser.add_argument("--out", metavar="OUT_DIR", help="where to write (default: DIR)")
+    parser.add_argument("dirs", metavar="DIR", nargs="+", help="directory searched for run folders")
+    parser.add_argument(
+        "--out", metavar="OUT_DIR", help="where to write (default: DIR; needed with several)"
+    )
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunFolderWarning)
         try:
-            written = make_report(args.dir, args.out)
+            written = make_report(args.dirs, args.out)
         except ReportError as e:
             for w in caught:
                 print(f"{PROG}: warning: {w.message}", file=sys.stderr)

@@ -9,7 +9,7 @@ loop, which checkpoints and resumes) are MBPO: they are read as ``mbpo``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,10 +165,11 @@ def _repeated(runs: Iterable[Run]) -> list[str]:
 
 
 def find_runs(
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     task_of: Callable[[omegaconf.DictConfig], str] | None = None,
 ) -> list[Run]:
-    """Finds and reads every run folder (a folder holding ``results.csv``) under ``root``.
+    """Finds and reads every run folder (a folder holding ``results.csv``) under ``root``,
+    or under each of several roots (a run folder under two of them counts once).
 
     Folders that cannot be used (an empty ``results.csv``, one without ``env_step`` or
     ``episode_reward``, no ``.hydra/config.yaml``, ...) are skipped with one
@@ -176,7 +177,7 @@ def find_runs(
     seed are all kept (each counts as one seed), with one more warning listing them.
 
     Args:
-        root: the directory to search, recursively.
+        root: the directory to search, recursively; or a sequence of them.
         task_of: maps a run's composed config to its task name; ``None`` uses
             :func:`default_task_of`.
 
@@ -185,16 +186,26 @@ def find_runs(
         seed and path.
 
     Raises:
-        ReportError: if ``root`` is not a directory, or holds no usable run.
+        ReportError: if a root is not a directory, or the roots hold no usable run.
     """
-    root = Path(root)
-    if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise ReportError(f"{root} {what}")
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    if not roots:
+        raise ReportError("no directory to search for run folders")
+    for each in roots:
+        if not each.is_dir():
+            what = "is not a directory" if each.exists() else "does not exist"
+            raise ReportError(f"{each} {what}")
     task_of = default_task_of if task_of is None else task_of
-    folders = sorted({f.parent for f in root.rglob("results.csv") if f.is_file()})
+    found = {  # a folder under two roots (one inside the other) counts once
+        f.parent.resolve(): f.parent
+        for each in roots
+        for f in each.rglob("results.csv")
+        if f.is_file()
+    }
+    folders = sorted(found.values())
+    where = ", ".join(str(each) for each in roots)
     if not folders:
-        raise ReportError(f"no run folder (a folder with a results.csv) under {root}")
+        raise ReportError(f"no run folder (a folder with a results.csv) under {where}")
 
     runs: list[Run] = []
     skipped: list[str] = []
@@ -207,7 +218,7 @@ def find_runs(
     if skipped:
         _warn(f"skipped {len(skipped)} run folder(s): {'; '.join(skipped)}")
     if not runs:
-        raise ReportError(f"no usable run under {root}: all {len(skipped)} skipped")
+        raise ReportError(f"no usable run under {where}: all {len(skipped)} skipped")
 
     runs.sort(key=lambda r: (r.task, algorithm_key(r.algorithm), r.seed, str(r.path)))
     if repeated := _repeated(runs):
