@@ -130,12 +130,18 @@ COMPONENTS: list[tuple[str, list[tuple[object, str]]]] = [
         ],
     ),
     ("discriminator step", [(bound_algorithm, "discriminator_step")]),
-    ("rollouts", [(mbpo, "rollout_model_and_populate_sac_buffer")]),
+    (
+        "rollouts",  # (bound's module imports mbrl's functions by name: both names wrapped)
+        [
+            (mbpo, "rollout_model_and_populate_sac_buffer"),
+            (bound_algorithm, "rollout_model_and_populate_sac_buffer"),
+        ],
+    ),
     ("model step tilt", [(BudgetedOptimism, "sample")]),
     ("scoring", [(ScoredReplayBuffer, "_score")]),
     ("SAC updates", [(SAC, "update_parameters")]),
     ("relabelling", [(BoundSACAgent, "augmented_reward")]),
-    ("evaluation", [(mbpo, "evaluate")]),
+    ("evaluation", [(mbpo, "evaluate"), (bound_algorithm, "evaluate")]),
     ("checkpoints", [(BoundRun, "state_dict"), (Checkpointer, "save")]),
 ]
 # components whose work differs between the sides (the rest is the same computation)

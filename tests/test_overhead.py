@@ -172,3 +172,15 @@ def test_counting_model_epochs_counts_each_training_of_mbrls_trainer(overhead):
         trainer.train(dataset, num_epochs=2)
     assert epochs == [3, 2]
     assert mbrl.models.ModelTrainer.train is original  # unwrapped on exit
+
+
+def test_every_name_the_training_modules_call_a_timed_function_by_is_wrapped(overhead):
+    # a function imported by name (from mbrl.algorithms.mbpo import f) is a second
+    # reference: wrapping only mbrl's module would leave bound's calls untimed
+    originals = {
+        id(owner.__dict__[attr]) for _, targets in overhead.COMPONENTS for owner, attr in targets
+    }
+    with overhead.Timers().installed():
+        for module in (overhead.bound_algorithm, overhead.mbpo):
+            unwrapped = [name for name, obj in vars(module).items() if id(obj) in originals]
+            assert unwrapped == [], module.__name__
