@@ -19,6 +19,17 @@ def overhead():
     return load_benchmark("overhead")
 
 
+def summarized(tmp_path: pathlib.Path, saved: dict) -> list[str]:
+    """The lines ``overhead.py --summarize`` prints for ``saved`` (a ``--json`` file's content)."""
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    proc = subprocess.run(
+        [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
 def test_bound_own_work_charges_the_shared_components_at_mbpos_time(overhead):
     mbpo = {"model updates": 3.0, "SAC updates": 60.0, "rollouts": 3.0, "other": 2.0}
     bound = {
@@ -49,13 +60,7 @@ def test_summarize_reprints_a_saved_run(overhead, tmp_path):
             "mbpo": [run(0.100, 0.010, 0.080), run(0.100, 0.010, 0.080)],
         },
     }
-    path = tmp_path / "saved.json"
-    path.write_text(json.dumps(saved))
-    proc = subprocess.run(
-        [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = summarized(tmp_path, saved)
     assert "end to end, wall, over 2 repeats: 1.100 (min 1.000, max 1.200)" in lines[1]
     # own work: model updates +10 ms/step of 100 in both repeats, SAC's noise left out
     assert "bound's own work, wall, over 2 repeats: 1.100 (min 1.100, max 1.100)" in lines[2]
@@ -75,13 +80,7 @@ def test_summarize_prints_cpu_time_beside_wall_time(overhead, tmp_path):
 
     # bound's SAC updates took 30 ms/step longer on the wall clock, the same CPU time
     runs = {"bound": [run(0.130, 0.110, 0.090, 0.080)], "mbpo": [run(0.100, 0.080, 0.090, 0.080)]}
-    path = tmp_path / "saved.json"
-    path.write_text(json.dumps({"overrides": [], "ratios": [1.3], "runs": runs}))
-    proc = subprocess.run(
-        [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = summarized(tmp_path, {"overrides": [], "ratios": [1.3], "runs": runs})
     assert any("end to end, wall, over 1 repeats: 1.300" in line for line in lines)
     assert any("end to end, CPU, over 1 repeats: 1.000" in line for line in lines)
     assert "| SAC updates | 110.00 | 80.00 | +30.00 |" in lines
@@ -93,13 +92,7 @@ def test_summarize_says_the_threads_and_denormal_flushing_it_ran_with(overhead, 
     runs = {"bound": [[0.11, {"other": 0.11}]], "mbpo": [[0.10, {"other": 0.10}]]}
     for flush, says in [(True, True), (False, False)]:
         saved = {"overrides": ["seed=3"], "threads": 1, "flush_denormal": flush, "runs": runs}
-        path = tmp_path / "saved.json"
-        path.write_text(json.dumps(saved))
-        proc = subprocess.run(
-            [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stderr
-        header = proc.stdout.splitlines()[0]
+        header = summarized(tmp_path, saved)[0]
         assert "seed=3" in header and "1 threads" in header
         assert ("denormals flushed to zero" in header) is says
 
@@ -140,13 +133,7 @@ def test_summarize_prints_the_model_epochs_and_early_stopping_of_a_saved_run(ove
 
     runs = {"bound": [run(0.11, 60), run(0.12, 75)], "mbpo": [run(0.10, 40), run(0.10, 45)]}
     saved = {"overrides": [], "threads": 1, "early_stopping": True, "runs": runs}
-    path = tmp_path / "saved.json"
-    path.write_text(json.dumps(saved))
-    proc = subprocess.run(
-        [sys.executable, str(PATH), "--summarize", str(path)], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = summarized(tmp_path, saved)
     assert "mbrl's early stopping" in lines[0]
     assert "model epochs trained, bound: 60, 75" in lines
     assert "model epochs trained, mbpo: 40, 45" in lines
