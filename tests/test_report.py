@@ -741,10 +741,16 @@ def test_last_rows_is_the_last_quarter() -> None:
     assert [report.last_rows(n) for n in (1, 3, 4, 5, 8, 9, 100)] == [1, 1, 1, 2, 2, 3, 25]
 
 
+@pytest.fixture(params=[MAZE, "mbrl_bound/PointMaze-v1"])
+def maze(request: pytest.FixtureRequest) -> str:
+    """The maze's versions: v1 (the noise calibrated on MBPO) is scored as v0."""
+    return request.param
+
+
 @pytest.fixture
-def maze_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+def maze_dir(tmp_path: pathlib.Path, maze: str) -> pathlib.Path:
     root = tmp_path / "maze"
-    env = f"gym___{MAZE}"
+    env = f"gym___{maze}"
     bound = [
         [NEVER] * 6 + [2.6, 3.0],  # final yes, last 2 rows: 2/2, ever
         [NEVER, 2.5] + [NEVER] * 6,  # final no, last 2 rows: 0/2, ever
@@ -759,21 +765,23 @@ def maze_dir(tmp_path: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def test_success_rates_on_the_maze(maze_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_success_rates_on_the_maze(
+    maze_dir: pathlib.Path, maze: str, tmp_path: pathlib.Path
+) -> None:
     runs = report.find_runs(maze_dir)
-    assert {r.task for r in runs} == {MAZE, TASK}
+    assert {r.task for r in runs} == {maze, TASK}
     rates = report.success_rates(runs)
-    assert list(rates.index) == [(MAZE, "bound"), (MAZE, "mbpo")]  # no threshold for TASK
-    bound = rates.loc[(MAZE, "bound")]
+    assert list(rates.index) == [(maze, "bound"), (maze, "mbpo")]  # no threshold for TASK
+    bound = rates.loc[(maze, "bound")]
     assert (bound["seeds"], bound["final_successes"], bound["ever_successes"]) == (4, 2, 3)
     assert bound["last_rate"] == pytest.approx((1 + 0 + 0 + 1 / 3) / 4)
-    mbpo = rates.loc[(MAZE, "mbpo")]
+    mbpo = rates.loc[(maze, "mbpo")]
     assert (mbpo["final_successes"], mbpo["ever_successes"], mbpo["last_rate"]) == (0, 0, 0.0)
 
     text = report.write_report(runs, tmp_path / "out").read_text()
-    section = task_section(text, MAZE)
-    assert f"### Success (episode return > {report.SUCCESS_THRESHOLDS[MAZE]:.4g})" in section
-    rows = table_rows(text, MAZE, "Success")
+    section = task_section(text, maze)
+    assert f"### Success (episode return > {report.SUCCESS_THRESHOLDS[maze]:.4g})" in section
+    rows = table_rows(text, maze, "Success")
     assert rows["bound"] == ["4", "2/4", "0.33", "3/4"]
     assert rows["mbpo"] == ["2", "0/2", "0.00", "0/2"]
     assert "### Success" not in task_section(text, TASK)
