@@ -34,6 +34,7 @@ import scipy.stats
 
 from mbrl_bound_plugin.env import maze
 from mbrl_bound_plugin.errors import ReportError
+from mbrl_bound_plugin.report.metrics import SUCCESS_THRESHOLDS, is_success
 from mbrl_bound_plugin.report.runs import find_runs
 
 
@@ -70,11 +71,6 @@ def exploration(buffer_path: pathlib.Path) -> dict[str, float]:
     }
 
 
-# an evaluation episode that spent at least one step in the goal disc returns at least
-# this much more than one that never did (MAX_EPISODE_STEPS * STEP_REWARD)
-SUCCESS_MARGIN = (maze.GOAL_REWARD - maze.STEP_REWARD) / 2
-
-
 def evaluations(results_path: pathlib.Path) -> dict[str, float]:
     """Which of a run's evaluation episodes reached the goal (its ``results.csv``).
 
@@ -87,8 +83,8 @@ def evaluations(results_path: pathlib.Path) -> dict[str, float]:
         first that did; NaN if none did).
     """
     rows = np.genfromtxt(results_path, delimiter=",", names=True, ndmin=1)
-    floor = maze.MAX_EPISODE_STEPS * maze.STEP_REWARD + SUCCESS_MARGIN
-    reached = rows["episode_reward"] > floor
+    # (the report's threshold: between an episode never in the goal disc and one in it once)
+    reached = is_success(rows["episode_reward"], SUCCESS_THRESHOLDS[maze.ENV_ID])
     first = rows["env_step"][reached][0] if reached.any() else float("nan")
     return {
         "evaluations": len(rows),
