@@ -73,6 +73,7 @@ from mbrl_bound_plugin.report.runs import (
     algorithm_key,
     default_task_of,
     find_runs,
+    roots_of,
 )
 
 __all__ = [
@@ -156,11 +157,11 @@ def make_report(
         ReportError: as :func:`find_runs`, if ``out_dir`` cannot be created, or if it is
             ``None`` with several roots.
     """
-    several = not isinstance(root, (str, Path))
-    if several and out_dir is None and len(root) != 1:
+    roots = roots_of(root)
+    if out_dir is None and len(roots) != 1:
         raise ReportError("a report on several directories needs an output directory (--out)")
-    runs = find_runs(root, task_of)
-    out = Path(out_dir if out_dir is not None else (root[0] if several else root))
+    runs = find_runs(roots, task_of)
+    out = Path(roots[0] if out_dir is None else out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

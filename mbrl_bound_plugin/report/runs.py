@@ -164,6 +164,11 @@ def _repeated(runs: Iterable[Run]) -> list[str]:
     return [f"{a} on {t} seed {s} x{n}" for (t, a, s), n in counts[counts > 1].items()]
 
 
+def roots_of(root: str | Path | Sequence[str | Path]) -> list[Path]:
+    """``root`` as a list of directories: one path, or each of a sequence of them."""
+    return [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+
+
 def find_runs(
     root: str | Path | Sequence[str | Path],
     task_of: Callable[[omegaconf.DictConfig], str] | None = None,
@@ -188,7 +193,7 @@ def find_runs(
     Raises:
         ReportError: if a root is not a directory, or the roots hold no usable run.
     """
-    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    roots = roots_of(root)
     if not roots:
         raise ReportError("no directory to search for run folders")
     for each in roots:
