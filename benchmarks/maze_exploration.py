@@ -35,7 +35,7 @@ import scipy.stats
 from mbrl_bound_plugin.env import maze
 from mbrl_bound_plugin.errors import ReportError
 from mbrl_bound_plugin.report.metrics import SUCCESS_THRESHOLDS, is_success
-from mbrl_bound_plugin.report.runs import find_runs
+from mbrl_bound_plugin.report.runs import RETURN_COL, STEP_COL, find_runs
 
 
 def exploration(buffer_path: pathlib.Path) -> dict[str, float]:
@@ -78,18 +78,29 @@ def evaluations(results_path: pathlib.Path) -> dict[str, float]:
         results_path: a run's ``results.csv`` (``env_step``, ``episode_reward`` per epoch).
 
     Returns:
+        As :func:`scored_evaluations`.
+    """
+    rows = np.genfromtxt(results_path, delimiter=",", names=True, ndmin=1)
+    return scored_evaluations(rows["env_step"], rows["episode_reward"])
+
+
+def scored_evaluations(steps: np.ndarray, returns: np.ndarray) -> dict[str, float]:
+    """Which of a run's evaluation episodes (their ``env_step`` and ``episode_reward``)
+    reached the goal.
+
+    Returns:
         ``evaluations``, ``successes`` (how many reached the goal), ``last_success``
         (1.0 or 0.0: the last one did) and ``first_success_step`` (the ``env_step`` of the
         first that did; NaN if none did).
     """
-    rows = np.genfromtxt(results_path, delimiter=",", names=True, ndmin=1)
+    steps, returns = np.asarray(steps), np.asarray(returns)
     # (the report's threshold: between an episode never in the goal disc and one in it once)
-    reached = is_success(rows["episode_reward"], SUCCESS_THRESHOLDS[maze.ENV_ID])
-    first = rows["env_step"][reached][0] if reached.any() else float("nan")
+    reached = is_success(returns, SUCCESS_THRESHOLDS[maze.ENV_ID])
+    first = steps[reached][0] if reached.any() else float("nan")
     return {
-        "evaluations": len(rows),
+        "evaluations": len(returns),
         "successes": int(reached.sum()),
-        "last_success": float(reached[-1]) if len(rows) else 0.0,
+        "last_success": float(reached[-1]) if len(returns) else 0.0,
         "first_success_step": float(first),
     }
 
@@ -106,11 +117,12 @@ def paired(arm_a: pathlib.Path, arm_b: pathlib.Path) -> dict:
     Raises:
         ReportError: an arm's folder holds no usable run (:func:`find_runs`).
     """
-    runs_a, runs_b = ({run.seed: run.path for run in find_runs(arm)} for arm in (arm_a, arm_b))
+    runs_a, runs_b = ({run.seed: run.results for run in find_runs(arm)} for arm in (arm_a, arm_b))
     seeds = sorted(set(runs_a) & set(runs_b))
     out: dict = {"seeds": seeds}
     for key, runs in (("a", runs_a), ("b", runs_b)):
-        evals = [evaluations(runs[seed] / "results.csv") for seed in seeds]
+        # (find_runs has read each results.csv already)
+        evals = [scored_evaluations(runs[seed][STEP_COL], runs[seed][RETURN_COL]) for seed in seeds]
         out[f"last_{key}"] = [e["last_success"] for e in evals]
         out[f"reached_{key}"] = sum(e["successes"] for e in evals)
         out[f"evaluations_{key}"] = sum(e["evaluations"] for e in evals)
