@@ -411,16 +411,14 @@ def main() -> None:
         order = ("bound", "mbpo") if rep % 2 == 0 else ("mbpo", "bound")
         for algorithm in order:
             runs[algorithm].append(time_run(algorithm, overrides))
-        (bound_s, bound_parts, bound_cpu, _, bound_epochs), (mbpo_s, mbpo_parts, mbpo_cpu, *_) = (
-            runs["bound"][-1],
-            runs["mbpo"][-1],
-        )
+        bound_s, bound_parts, bound_cpu, _, bound_epochs = runs["bound"][-1]
+        mbpo_s, mbpo_parts, mbpo_cpu, _, mbpo_epochs = runs["mbpo"][-1]
         print(
             f"repeat {rep}: bound {bound_s * 1e3:.1f} ms/step, mbpo {mbpo_s * 1e3:.1f} ms/step, "
             f"ratio {bound_s / mbpo_s:.3f} (bound's own work: "
             f"{own_work_ratio(bound_parts, mbpo_s, mbpo_parts):.3f}; CPU time: "
             f"{bound_cpu / mbpo_cpu:.3f}; model epochs: bound {bound_epochs}, "
-            f"mbpo {runs['mbpo'][-1][4]})",
+            f"mbpo {mbpo_epochs})",
             flush=True,
         )
     ratios = summarize(runs)
