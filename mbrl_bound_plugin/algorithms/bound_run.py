@@ -80,7 +80,8 @@ class _ModelTrainLog:
 
     ``model_train.csv`` gets the columns ``model_nll``, ``bound_term``, ``bound_logit``,
     ``bound_value`` and ``bound_value_clamped`` (means over the epoch's updates) next to
-    mbrl's ``model_loss``.
+    mbrl's ``model_loss``; the bound's columns are empty (NaN) where no bound term was
+    computed (``beta == 0``, as with ``optimism.method`` set, or no discriminator yet).
     """
 
     def __init__(self, logger: mbrl.util.Logger, model: BoundTransitionRewardModel):

@@ -108,8 +108,8 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         self._critics: tuple[DiscriminatorFn, ValueFn, RatioFn, TermFn | None] | None = None
         self._gamma = 0.0
         self._frozen: tuple[nn.Module, ...] = ()
-        self._stat_sums = dict.fromkeys(BOUND_STATS, 0.0)
-        self._stat_count = 0
+        self._stat_sums: dict[str, float] = {}  # per key: its sum and count since the last pop
+        self._stat_counts: dict[str, int] = {}
         self.optimism: BudgetedOptimism | None = None
 
     def set_bound_critics(
@@ -355,7 +355,7 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
         """
         if self.beta == 0.0 or self._critics is None:
             loss, meta = super().update(batch, optimizer, target)
-            self._record(model_nll=float(loss), **dict.fromkeys(BOUND_STATS[1:], 0.0))
+            self._record(model_nll=float(loss))  # no bound term computed: its columns stay empty
             return loss, meta
 
         assert target is None
@@ -423,25 +423,23 @@ class BoundTransitionRewardModel(mbrl.models.OneDTransitionRewardModel):
 
     def _record(self, **stats: float) -> None:
         for key, val in stats.items():
-            self._stat_sums[key] += val
-        self._stat_count += 1
+            self._stat_sums[key] = self._stat_sums.get(key, 0.0) + val
+            self._stat_counts[key] = self._stat_counts.get(key, 0) + 1
 
     def pop_bound_stats(self) -> dict[str, float]:
         """Means of :data:`BOUND_STATS` over the updates since the last pop.
 
-        Resets the sums. With ``beta == 0`` the recorded ``model_nll`` is mbrl's loss and
-        the bound's columns are ``0.0``. ``bound_logit`` is the mean ratio term
+        Resets the sums. With ``beta == 0`` or no critics set (no bound term computed) only
+        ``model_nll``, mbrl's loss, is recorded (``model_train.csv`` leaves the bound's
+        columns empty). ``bound_logit`` is the mean ratio term
         ``g(logit C)`` the model maximizes, ``bound_value`` the mean ``gamma (1 - done) V``;
         ``bound_term`` is minus their sum (each reduced over members as the NLL), and
         ``bound_value_clamped`` the fraction of samples ``ŝ'`` whose ``V`` was clamped
         (terminal samples, whose value counts 0 anyway, are not counted as clamped).
 
         Returns:
-            The means, or ``{}`` when no update ran since the last pop.
+            The means of the stats recorded since the last pop (``{}`` when no update ran).
         """
-        if not self._stat_count:
-            return {}
-        stats = {k: v / self._stat_count for k, v in self._stat_sums.items()}
-        self._stat_sums = dict.fromkeys(BOUND_STATS, 0.0)
-        self._stat_count = 0
+        stats = {k: v / self._stat_counts[k] for k, v in self._stat_sums.items()}
+        self._stat_sums, self._stat_counts = {}, {}
         return stats
