@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import pathlib
 import re
@@ -242,8 +243,8 @@ def test_a_run_stopped_by_a_nan_is_marked_in_its_folder_until_it_runs_again(
     assert cli._task(None) == 1.0
     assert not (tmp_path / STOPPED_FILE).exists()
     # each session has its row in the run's wall_time.csv, with how it ended
-    ended = (tmp_path / wall_time.WALL_TIME_FILE).read_text().splitlines()[1:]
-    assert [line.rsplit(",", 1)[1] for line in ended] == ["stopped", "completed"]
+    with (tmp_path / wall_time.WALL_TIME_FILE).open(newline="") as f:
+        assert [row["ended"] for row in csv.DictReader(f)] == ["stopped", "completed"]
 
 
 def test_in_a_sweep_a_stopped_run_returns_nan_so_the_other_seeds_still_run(

@@ -109,3 +109,32 @@ def test_read_skips_rows_that_do_not_parse_and_needs_one_that_does(tmp_path: pat
     assert wall_time.read(tmp_path) is None
     path.write_bytes(b"\xff\xfe\x00garbage")
     assert wall_time.read(tmp_path) is None
+
+
+def test_each_row_says_where_the_session_ran(tmp_path: pathlib.Path, clocks):
+    import importlib.metadata
+
+    import torch
+
+    path = tmp_path / wall_time.WALL_TIME_FILE
+    with wall_time.recording(path):
+        clocks.busy(1.0)
+    (row,) = _rows(path)
+    where = row["machine"].split("; ")
+    kernels = torch.backends.cpu.get_cpu_capability()
+    assert f"torch {torch.__version__} {kernels} threads {torch.get_num_threads()}" in where
+    assert f"numpy {importlib.metadata.version('numpy')}" in where
+    assert where[0]  # the CPU model comes first, never empty
+
+
+def test_a_file_begun_without_the_machine_column_keeps_its_shape(tmp_path, clocks):
+    path = tmp_path / wall_time.WALL_TIME_FILE
+    path.write_text("started,wall_s,cpu_s,ended\n2026-01-01T00:00:00+00:00,10.0,9.0,interrupted\n")
+    with wall_time.recording(path):
+        clocks.busy(5.0)
+    with path.open(newline="") as f:
+        lines = list(csv.reader(f))
+    assert [len(line) for line in lines] == [4, 4, 4]
+    assert lines[-1][1:] == ["5.0", "5.0", "completed"]
+    cost = wall_time.read(tmp_path)
+    assert (cost.sessions, cost.wall_s, cost.cpu_s) == (2, 15.0, 14.0)

@@ -9,6 +9,10 @@ per session, so the run's cost is the sum of its rows, the work redone after the
 checkpoint included. A process killed outright (SIGKILL, a lost machine) writes no row:
 nothing runs to write it. ``mbrl-bound-report`` reads the file (:func:`read`).
 
+Each row also says where the session ran (the ``machine`` column, :func:`machine`): two
+runs of the same seed and code are identical on one machine, but a session on another
+CPU, thread count or library version can round differently and take another course.
+
 This module imports nothing else of the package but its error types.
 """
 
@@ -17,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import importlib.metadata
 import os
+import platform
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,7 +33,9 @@ from pathlib import Path
 from mbrl_bound_plugin.errors import CheckpointWriteError, NumericalError, RunInterrupted
 
 WALL_TIME_FILE = "wall_time.csv"
-COLUMNS = ("started", "wall_s", "cpu_s", "ended")
+COLUMNS = ("started", "wall_s", "cpu_s", "ended", "machine")
+# the libraries whose versions go into the machine column
+LIBRARIES = ("numpy", "mujoco", "gymnasium", "mbrl")
 # How a session ended (the ``ended`` column): the run returned; it stopped on a signal
 # (after writing a checkpoint, except during the initial exploration: resume continues
 # it); it stopped on an error it cannot continue past (a NaN, an unwritable checkpoint:
@@ -44,6 +52,42 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """Where this process runs, in one line, for telling apart runs that should match.
+
+    The CPU model, then torch's version, CPU capability (the vector kernels it picked,
+    e.g. ``AVX2``) and intra-op threads (and the CUDA device, when there is one), then
+    the versions of :data:`LIBRARIES` that are installed; ``"; "`` between them.
+    """
+    parts = [_cpu_model()]
+    try:
+        import torch
+
+        kernels = torch.backends.cpu.get_cpu_capability()
+        parts.append(f"torch {torch.__version__} {kernels} threads {torch.get_num_threads()}")
+        if torch.cuda.is_available():
+            parts.append(torch.cuda.get_device_name())
+    except ImportError:
+        pass
+    for name in LIBRARIES:
+        try:
+            parts.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return "; ".join(parts)
+
+
 def _how_it_ended(error: BaseException | None) -> str:
     if error is None:
         return COMPLETED
@@ -56,23 +100,38 @@ def _how_it_ended(error: BaseException | None) -> str:
     return FAILED
 
 
+def _header(path: Path) -> list[str] | None:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
 def append_row(
-    path: str | Path, started: datetime.datetime, wall_s: float, cpu_s: float, ended: str
+    path: str | Path,
+    started: datetime.datetime,
+    wall_s: float,
+    cpu_s: float,
+    ended: str,
+    where: str = "",
 ) -> None:
     """Appends one session to ``path`` (a ``wall_time.csv``), with the header if it is new.
+
+    A file begun by an older version, without the ``machine`` column, gets rows
+    without it, so that its rows keep matching its header.
 
     Raises:
         OSError: the file cannot be written.
     """
     path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
+    header = _header(path) if path.exists() and path.stat().st_size else None
+    row = [started.isoformat(timespec="seconds"), f"{wall_s:.1f}", f"{cpu_s:.1f}", ended, where]
     with path.open("a", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        if new:
+        if header is None:
             writer.writerow(COLUMNS)
-        writer.writerow(
-            [started.isoformat(timespec="seconds"), f"{wall_s:.1f}", f"{cpu_s:.1f}", ended]
-        )
+        writer.writerow(row[: len(header)] if header is not None else row)
 
 
 @contextlib.contextmanager
@@ -88,6 +147,7 @@ def recording(path: str | Path = WALL_TIME_FILE) -> Iterator[None]:
     """
     path = Path(path).absolute()
     started = datetime.datetime.now(datetime.timezone.utc)
+    where = machine()
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     error: BaseException | None = None
     try:
@@ -98,7 +158,8 @@ def recording(path: str | Path = WALL_TIME_FILE) -> Iterator[None]:
     finally:
         ended = _how_it_ended(error)
         try:
-            append_row(path, started, time.perf_counter() - wall0, _cpu_seconds() - cpu0, ended)
+            wall_s, cpu_s = time.perf_counter() - wall0, _cpu_seconds() - cpu0
+            append_row(path, started, wall_s, cpu_s, ended, where)
         except OSError as e:
             warnings.warn(f"could not write {path}: {e}", WallTimeWarning, stacklevel=3)
 
