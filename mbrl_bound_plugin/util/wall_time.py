@@ -147,7 +147,10 @@ def recording(path: str | Path = WALL_TIME_FILE) -> Iterator[None]:
     """
     path = Path(path).absolute()
     started = datetime.datetime.now(datetime.timezone.utc)
-    where = machine()
+    try:
+        where = machine()
+    except Exception as e:  # describing the machine must never stop the run
+        where = f"unknown ({type(e).__name__})"
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     error: BaseException | None = None
     try:
