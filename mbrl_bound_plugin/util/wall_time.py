@@ -125,13 +125,13 @@ def append_row(
         OSError: the file cannot be written.
     """
     path = Path(path)
-    header = _header(path) if path.exists() and path.stat().st_size else None
+    header = _header(path)  # None: no file yet, or an empty one
     row = [started.isoformat(timespec="seconds"), f"{wall_s:.1f}", f"{cpu_s:.1f}", ended, where]
     with path.open("a", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         if header is None:
             writer.writerow(COLUMNS)
-        writer.writerow(row[: len(header)] if header is not None else row)
+        writer.writerow(row[: len(header or COLUMNS)])
 
 
 @contextlib.contextmanager
